@@ -1,0 +1,358 @@
+"""The `trailhouse` command: MAVs, runs, SQL, synthetic data and the demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from trailhouse import settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 2
+    from trailhouse.airflow_env import MissingConnection
+    from trailhouse.config import ConfigError
+    from trailhouse.discover import LayoutError
+    from trailhouse.source import SourceError
+
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, LayoutError, SourceError, MissingConnection) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="trailhouse", description=__doc__)
+    sub = p.add_subparsers(metavar="COMMAND")
+
+    mav = sub.add_parser("mav", help="add, list and validate multi-account views").add_subparsers(metavar="ACTION")
+    add = mav.add_parser("add", help="register a MAV (a bucket read with one IAM key pair, or a local folder)")
+    add.add_argument("name")
+    where = add.add_mutually_exclusive_group(required=True)
+    where.add_argument("--bucket", help="the aggregate CloudTrail bucket")
+    where.add_argument("--path", help="a local folder in the bucket's layout (e.g. after `aws s3 sync`)")
+    add.add_argument("--prefix", default="", help="the part of the keys before AWSLogs/")
+    add.add_argument("--credentials-csv", type=Path, help="the IAM console's access key .csv (with --bucket)")
+    add.add_argument("--endpoint-url", help="an S3-compatible endpoint instead of AWS")
+    add.add_argument("--region", default="us-east-1", help="the bucket's region (default us-east-1)")
+    add.add_argument("--accounts", default="", help="comma-separated account ids to limit the MAV to")
+    add.add_argument("--lookback-hours", type=int, default=24, help="how far back each run re-lists (default 24)")
+    add.add_argument("--description", default="")
+    add.set_defaults(func=cmd_mav_add)
+    ls = mav.add_parser("list", help="list the MAVs and any broken MAV files")
+    ls.set_defaults(func=cmd_mav_list)
+    val = mav.add_parser("validate", help="print the IAM user's permission report (exit 1 if a required action is missing)")
+    val.add_argument("name")
+    val.add_argument("--json", action="store_true")
+    val.set_defaults(func=cmd_mav_validate)
+
+    run = sub.add_parser("run", help="run a MAV's DAG once through Airflow and print what it did")
+    run.add_argument("name")
+    run.add_argument("--json", action="store_true", help="print one JSON object")
+    run.add_argument("--at", type=_utc, default=None,
+                     help="run the hour ending at this UTC time (e.g. 2026-11-27T10:00) instead of the latest")
+    run.set_defaults(func=cmd_run)
+
+    sql = sub.add_parser("sql", help="query the warehouse with DuckDB (table: cloudtrail_events)")
+    sql.add_argument("query")
+    sql.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    sql.set_defaults(func=cmd_sql)
+
+    syn = sub.add_parser("synth", help="write a synthetic aggregate CloudTrail bucket")
+    dest = syn.add_mutually_exclusive_group(required=True)
+    dest.add_argument("--out", type=Path, help="a local folder")
+    dest.add_argument("--bucket", help="an S3 bucket (created if missing)")
+    syn.add_argument("--endpoint-url")
+    syn.add_argument("--seed", type=int, default=7)
+    syn.add_argument("--accounts", type=int, default=6)
+    syn.add_argument("--days", type=int, default=3)
+    syn.add_argument("--end", type=date.fromisoformat, default=None, help="last day (default: yesterday, UTC)")
+    syn.add_argument("--events-per-file", type=int, default=40)
+    syn.add_argument("--files-per-region-day", type=int, default=8)
+    syn.add_argument("--prefix", default="")
+    syn.set_defaults(func=cmd_synth)
+
+    demo = sub.add_parser("demo", help="the whole job on a local S3 endpoint with synthetic data")
+    demo.set_defaults(func=cmd_demo)
+
+    af = sub.add_parser("airflow", help="run an `airflow` command on trailhouse's Airflow home (e.g. standalone)")
+    af.add_argument("args", nargs=argparse.REMAINDER)
+    af.set_defaults(func=cmd_airflow)
+    return p
+
+
+# --- mav ---------------------------------------------------------------------------------
+
+
+def cmd_mav_add(args: argparse.Namespace) -> int:
+    from trailhouse import airflow_env
+    from trailhouse.config import ConfigError, Mav, read_credentials_csv, save_mav
+
+    cfg = settings.load()
+    accounts = [a.strip() for a in args.accounts.split(",") if a.strip()]
+    mav = Mav(
+        name=args.name,
+        bucket=args.bucket,
+        path=str(Path(args.path).resolve()) if args.path else None,
+        prefix=args.prefix,
+        region=args.region,
+        endpoint_url=args.endpoint_url,
+        accounts=accounts,
+        lookback_hours=args.lookback_hours,
+        description=args.description,
+    )
+    if mav.bucket:
+        if not args.credentials_csv:
+            raise ConfigError("--bucket needs --credentials-csv FILE (the IAM console's access key .csv)")
+        key_id, secret = read_credentials_csv(args.credentials_csv)
+        assert mav.connection_id
+        extra: dict[str, Any] = {"region_name": mav.region}
+        if mav.endpoint_url:
+            extra["endpoint_url"] = mav.endpoint_url
+        airflow_env.store_connection(mav.connection_id, key_id, secret, extra)
+    path = save_mav(cfg.mav_dir, mav)
+    print(f"MAV {mav.name!r} saved to {path}")
+    if mav.connection_id:
+        print(f"key pair stored in the Airflow connection {mav.connection_id!r} (not in the YAML)")
+    print(f"next: trailhouse mav validate {mav.name} && trailhouse run {mav.name}")
+    return 0
+
+
+def cmd_mav_list(args: argparse.Namespace) -> int:
+    from trailhouse.config import ConfigError, load_mav_file
+
+    cfg = settings.load()
+    files = sorted(cfg.mav_dir.glob("*.yaml"))
+    if not files:
+        print(f"no MAVs in {cfg.mav_dir}; add one with `trailhouse mav add`")
+    status = 0
+    for path in files:
+        try:
+            mav = load_mav_file(path)
+            accounts = ",".join(mav.accounts) or "all accounts"
+            print(f"{mav.name:20} {mav.source_label:50} {accounts}")
+        except ConfigError as exc:
+            print(f"BROKEN {exc}")
+            status = 1
+    return status
+
+
+def cmd_mav_validate(args: argparse.Namespace) -> int:
+    from trailhouse import access, pipeline
+    from trailhouse.config import load_mav
+
+    mav = load_mav(settings.load().mav_dir, args.name)
+    if mav.path is not None:
+        pipeline.open_source(mav)
+        print(f"{mav.name}: local folder {mav.path} is readable")
+        return 0
+    assert mav.bucket
+    report = access.check_access(pipeline.s3_client(mav), mav.bucket, mav.prefix)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.render())
+    return 0 if report.ok else 1
+
+
+# --- run ---------------------------------------------------------------------------------
+
+
+def _utc(text: str) -> datetime:
+    value = datetime.fromisoformat(text)
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+def run_mav(name: str, *, quiet: bool = False, at: datetime | None = None) -> dict[str, Any]:
+    """Run the MAV's DAG once through Airflow (the latest hour plus look-back)."""
+    from trailhouse import airflow_env
+
+    airflow_env.configure()
+    import warnings
+
+    # Library deprecation chatter from inside Airflow is noise to someone running a MAV.
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    os.environ["TRAILHOUSE_PROGRESS"] = "0" if quiet else "1"
+    from trailhouse.config import load_mav
+
+    mav = load_mav(settings.load().mav_dir, name)
+    airflow_env.ensure_db()
+    from trailhouse import pipeline
+    from trailhouse.dag_factory import build_dag
+
+    dag = build_dag(mav, retries=0)
+    now = at or datetime.now(timezone.utc)
+    _progress(f"running DAG {dag.dag_id} for the hour before {now:%Y-%m-%d %H:00} UTC ...")
+    # The logical date carries the seconds so that two runs in one hour are two DAG runs;
+    # the timetable still gives each the last complete hour as its data interval.
+    dr = dag.test(logical_date=now)
+    result = pipeline.summary(mav, dr.run_id)
+    failed = [ti.task_id for ti in dr.get_task_instances() if ti.state == "failed"]
+    result["dag_run_state"] = str(dr.state)
+    result["failed_tasks"] = failed
+    result["quarantined"] = pipeline.quarantined(mav, dr.run_id)
+    return result
+
+
+def _progress(msg: str) -> None:
+    if os.environ.get("TRAILHOUSE_PROGRESS", "1") == "1":
+        print(msg, file=sys.stderr, flush=True)
+
+
+def print_summary(s: dict[str, Any]) -> None:
+    print(f"MAV {s['mav']}  run {s['run_id']}  ({s['dag_run_state']})")
+    if s.get("interval_start"):
+        print(f"  interval            {s['interval_start']} .. {s['interval_end']} (plus look-back)")
+    rows = [
+        ("objects found", s["objects_found"]),
+        ("objects loaded", s["objects_loaded"]),
+        ("objects skipped (already loaded)", s["objects_skipped"]),
+        ("objects quarantined", s["objects_quarantined"]),
+        ("digest/Insights files recorded", s["objects_recorded"]),
+        ("events loaded", s["events_loaded"]),
+        ("duplicates dropped", s["duplicates_dropped"]),
+        ("partitions written", len(s["partitions"])),
+        ("LIST calls", s["list_calls"]),
+        ("GET calls", s["get_calls"]),
+    ]
+    for label, value in rows:
+        print(f"  {label:34} {value:>10,}")
+    if s["partitions"]:
+        print(f"  partitions: {', '.join('event_date=' + p for p in s['partitions'])}")
+    for q in s.get("quarantined", []):
+        print(f"  quarantined {q['key']}: {q['reason']}")
+    if s["objects_found"] and not s["objects_loaded"] and not s["objects_quarantined"]:
+        print("  nothing new: every object in the window was already loaded")
+    elif not s["objects_found"]:
+        print("  nothing new: no delivery files in the window")
+    if s["failed_tasks"]:
+        print(f"  FAILED tasks: {', '.join(s['failed_tasks'])} (see the task logs above)")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    result = run_mav(args.name, quiet=args.json, at=args.at)
+    if args.json:
+        keys = ("objects_found", "objects_loaded", "objects_quarantined", "events_loaded", "duplicates_dropped",
+                "list_calls", "objects_skipped", "get_calls", "partitions", "run_id", "status", "failed_tasks")
+        print(json.dumps({k: result[k] for k in keys}))
+    else:
+        print_summary(result)
+    return 1 if result["failed_tasks"] else 0
+
+
+# --- sql ---------------------------------------------------------------------------------
+
+
+def run_sql(query: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    from trailhouse.warehouse import Warehouse
+
+    con = Warehouse(settings.load().warehouse_uri).duckdb()
+    rel = con.execute(query)
+    cols = [d[0] for d in rel.description] if rel.description else []
+    return cols, rel.fetchall()
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    import duckdb
+
+    try:
+        cols, rows = run_sql(args.query)
+    except duckdb.Error as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print_rows(cols, rows, args.format)
+    return 0
+
+
+def _cell(v: Any) -> Any:
+    if isinstance(v, (datetime, date)):
+        return v.isoformat()
+    return v
+
+
+def print_rows(cols: list[str], rows: list[tuple[Any, ...]], fmt: str = "table") -> None:
+    if fmt == "json":
+        for r in rows:
+            print(json.dumps({c: _cell(v) for c, v in zip(cols, r)}, default=str))
+    elif fmt == "csv":
+        import csv
+
+        w = csv.writer(sys.stdout)
+        w.writerow(cols)
+        w.writerows([[_cell(v) for v in r] for r in rows])
+    else:
+        text = [[("" if v is None else str(_cell(v))) for v in r] for r in rows]
+        widths = [max([len(c)] + [len(r[i]) for r in text]) for i, c in enumerate(cols)]
+        print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
+        print("  ".join("-" * w for w in widths))
+        for r in text:
+            print("  ".join(v.ljust(w) for v, w in zip(r, widths)))
+        print(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+
+
+# --- synth and demo ----------------------------------------------------------------------
+
+
+def _spec(args: argparse.Namespace, bucket: str = "trailhouse-demo") -> Any:
+    from trailhouse.synth import SynthSpec
+
+    end = args.end or (datetime.now(timezone.utc).date() - timedelta(days=1))
+    return SynthSpec(
+        seed=args.seed, accounts=args.accounts, days=args.days, end=end, events_per_file=args.events_per_file,
+        files_per_region_day=args.files_per_region_day, prefix=args.prefix, bucket=bucket,
+    )
+
+
+def s3_admin_client(endpoint_url: str | None) -> Any:
+    import boto3
+
+    return boto3.client("s3", endpoint_url=endpoint_url, region_name="us-east-1")
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from trailhouse import synth
+
+    if args.out:
+        summary = synth.write_to_dir(_spec(args), args.out)
+        where = str(args.out)
+    else:
+        client = s3_admin_client(args.endpoint_url)
+        try:
+            client.create_bucket(Bucket=args.bucket)
+        except client.exceptions.BucketAlreadyOwnedByYou:
+            pass
+        summary = synth.write_to_s3(_spec(args, args.bucket), client, args.bucket)
+        where = f"s3://{args.bucket}"
+    print(f"wrote {summary.objects:,} objects ({summary.log_files:,} log files, {summary.digest_files:,} digests, "
+          f"{summary.insight_files:,} Insights files), {summary.events:,} events "
+          f"({summary.unique_events:,} unique) for {len(summary.accounts)} accounts to {where}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from trailhouse import demo
+
+    return demo.main()
+
+
+def cmd_airflow(args: argparse.Namespace) -> int:
+    from trailhouse import airflow_env
+
+    airflow_env.configure()
+    if args.args[:1] != ["version"]:
+        airflow_env.ensure_db()
+    bindir = str(Path(sys.executable).parent)
+    # `airflow standalone` starts its parts as `airflow ...` subprocesses: they must be found.
+    os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+    os.execvp(os.path.join(bindir, "airflow"), ["airflow", *args.args])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""Domain config: MAVs as validated YAML files (never holding a secret) and credential CSVs."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+
+
+class ConfigError(ValueError):
+    """A MAV file or a credentials file that cannot be used; the message says how to fix it."""
+
+
+class Mav(BaseModel):
+    """A multi-account view: accounts whose CloudTrail sits in one bucket, read with one key."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    bucket: str | None = None
+    path: str | None = None
+    prefix: str = ""
+    region: str = "us-east-1"
+    endpoint_url: str | None = None
+    accounts: list[str] = Field(default_factory=list)
+    connection_id: str | None = None
+    lookback_hours: int = Field(default=24, ge=1, le=24 * 31)
+    schedule: str = "0 * * * *"
+    # CloudTrail launched in November 2013: no history is older, so backfills never hit it.
+    start_date: date = date(2013, 11, 1)
+    description: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not NAME_RE.match(v):
+            raise ValueError("use lower-case letters, digits, '-' and '_', starting with a letter (max 63)")
+        return v
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        v = v.strip("/")
+        return f"{v}/" if v else ""
+
+    @field_validator("accounts")
+    @classmethod
+    def _accounts(cls, v: list[str]) -> list[str]:
+        bad = [a for a in v if not re.fullmatch(r"\d{12}", a)]
+        if bad:
+            raise ValueError(f"account ids are 12 digits (keep leading zeros; quote them in YAML): {bad}")
+        return sorted(set(v))
+
+    @model_validator(mode="after")
+    def _source(self) -> Mav:
+        if (self.bucket is None) == (self.path is None):
+            raise ValueError("set exactly one of `bucket` (S3) or `path` (a local folder)")
+        if self.bucket is not None and not self.connection_id:
+            self.connection_id = f"trailhouse_{self.name}"
+        return self
+
+    @property
+    def dag_id(self) -> str:
+        return f"trailhouse_mav_{self.name}"
+
+    @property
+    def source_label(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}" if self.bucket else f"{self.path}/{self.prefix}"
+
+
+def mav_file(mav_dir: Path, name: str) -> Path:
+    return mav_dir / f"{name}.yaml"
+
+
+def load_mav_file(path: Path) -> Mav:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of MAV settings, got {type(data).__name__}")
+    data.setdefault("name", path.stem)
+    try:
+        mav = Mav.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'mav'}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"{path}: {problems}") from None
+    if mav.name != path.stem:
+        raise ConfigError(f"{path}: name {mav.name!r} must match the file name {path.stem!r}")
+    return mav
+
+
+def load_mav(mav_dir: Path, name: str) -> Mav:
+    path = mav_file(mav_dir, name)
+    if not path.exists():
+        known = ", ".join(sorted(p.stem for p in mav_dir.glob("*.yaml"))) or "none"
+        raise ConfigError(f"no MAV named {name!r} in {mav_dir} (known: {known}); add it with `trailhouse mav add`")
+    return load_mav_file(path)
+
+
+def load_mavs(mav_dir: Path) -> list[Mav]:
+    """Every MAV in the folder; a broken file raises ConfigError naming it."""
+    if not mav_dir.is_dir():
+        return []
+    return [load_mav_file(p) for p in sorted(mav_dir.glob("*.yaml"))]
+
+
+def save_mav(mav_dir: Path, mav: Mav) -> Path:
+    mav_dir.mkdir(parents=True, exist_ok=True)
+    path = mav_file(mav_dir, mav.name)
+    data: dict[str, Any] = mav.model_dump(mode="json", exclude_defaults=False)
+    data = {k: v for k, v in data.items() if v not in (None, "", [])}
+    path.write_text("# trailhouse MAV: no secrets here; the key pair is in the Airflow connection named below.\n"
+                    + yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def read_credentials_csv(path: Path) -> tuple[str, str]:
+    """(access key id, secret) from the IAM console's "Download .csv" file, either form."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise ConfigError(f"cannot read credentials file {path}: {exc.strerror}") from None
+    rows = list(csv.DictReader(io.StringIO(text)))
+    if not rows:
+        raise ConfigError(f"{path}: no rows; download the access key's .csv from the IAM console again")
+    norm = {(k or "").strip().lower(): (v or "").strip() for k, v in rows[0].items()}
+    key_id = norm.get("access key id", "")
+    secret = norm.get("secret access key", "")
+    if not key_id or not secret:
+        raise ConfigError(
+            f"{path}: expected the columns 'Access key ID' and 'Secret access key' (the IAM console's "
+            f"access key .csv, or the new-user .csv with 'User name' and 'Password'); found columns: "
+            f"{', '.join(k for k in norm if k)}"
+        )
+    if not re.fullmatch(r"(AKIA|ASIA)[A-Z0-9]{12,}", key_id):
+        raise ConfigError(f"{path}: the 'Access key ID' column does not hold an AWS access key id")
+    return key_id, secret

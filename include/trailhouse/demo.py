@@ -1,0 +1,120 @@
+"""`make demo`: a local S3 endpoint, a synthetic aggregate bucket, the `demo` MAV run through Airflow."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+BUCKET = "trailhouse-demo"
+DEMO_DAYS = 3
+SAMPLE_SQL = """
+SELECT account_id,
+       count(*)                                        AS events,
+       count(error_code)                               AS errors,
+       count(*) FILTER (WHERE event_name = 'ConsoleLogin') AS console_logins,
+       count(DISTINCT region)                          AS regions,
+       min(event_time)                                 AS first_event,
+       max(event_time)                                 AS last_event
+FROM cloudtrail_events
+GROUP BY account_id
+ORDER BY account_id
+""".strip()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def moto_server(env: dict[str, str] | None = None) -> Iterator[str]:
+    """moto's S3 server on 127.0.0.1, stopped on exit; yields its endpoint URL."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("moto's S3 server did not start (is moto[server] installed?)") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _demo_user(endpoint: str, policy: str) -> tuple[str, str]:
+    """A read-only IAM user with the setup guide's policy, as a real deployment would have."""
+    import boto3
+
+    iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1",
+                       aws_access_key_id="admin", aws_secret_access_key="admin")
+    iam.create_user(UserName="trailhouse-reader")
+    iam.put_user_policy(UserName="trailhouse-reader", PolicyName="trailhouse-read", PolicyDocument=policy)
+    key = iam.create_access_key(UserName="trailhouse-reader")["AccessKey"]
+    return key["AccessKeyId"], key["SecretAccessKey"]
+
+
+def main() -> int:
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "admin")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "admin")
+    from trailhouse import cli, settings, synth
+    from trailhouse.airflow_env import configure
+
+    configure()
+    end = datetime.now(timezone.utc).date() - timedelta(days=1)
+    spec = synth.SynthSpec(end=end, days=DEMO_DAYS, bucket=BUCKET)
+    print(f"trailhouse demo (home: {settings.load().home})")
+    with moto_server() as endpoint:
+        print(f"1. local S3 endpoint (moto) at {endpoint}")
+        s3 = cli.s3_admin_client(endpoint)
+        s3.create_bucket(Bucket=BUCKET)
+        t0 = time.monotonic()
+        written = synth.write_to_s3(spec, s3, BUCKET)
+        print(f"2. synthetic aggregate bucket s3://{BUCKET}: {written.objects:,} objects, {written.events:,} events, "
+              f"{len(written.accounts)} accounts, {DEMO_DAYS} days to {end} ({time.monotonic() - t0:.1f}s)")
+        policy = (settings.PROJECT_ROOT / "docs" / "iam-policy.json").read_text().replace("BUCKET", BUCKET)
+        key_id, secret = _demo_user(endpoint, policy)
+        with tempfile.TemporaryDirectory() as tmp:
+            csv_path = Path(tmp) / "trailhouse-reader_accessKeys.csv"
+            with csv_path.open("w", newline="") as f:
+                csv.writer(f).writerows([["Access key ID", "Secret access key"], [key_id, secret]])
+            print("3. registering MAV 'demo' (key pair into an Airflow connection, YAML without secrets)")
+            cli.main(["mav", "add", "demo", "--bucket", BUCKET, "--credentials-csv", str(csv_path),
+                      "--endpoint-url", endpoint, "--lookback-hours", str(24 * (DEMO_DAYS + 1)),
+                      "--description", "synthetic demo bucket on a local S3 endpoint"])
+        print("4. permission report of the demo user:")
+        cli.main(["mav", "validate", "demo"])
+        print("5. running the MAV's DAG through Airflow")
+        result = cli.run_mav("demo")
+        cli.print_summary(result)
+    print("6. sample query (trailhouse sql):")
+    print(SAMPLE_SQL)
+    cols, rows = cli.run_sql(SAMPLE_SQL)
+    cli.print_rows(cols, rows)
+    print("\nTry: .venv/bin/trailhouse sql \"SELECT event_name, count(*) FROM cloudtrail_events "
+          "GROUP BY 1 ORDER BY 2 DESC LIMIT 10\"")
+    return 1 if result["failed_tasks"] else 0

@@ -1,0 +1,209 @@
+"""The MAV run's steps as plain functions: the DAG's tasks and the CLI both call these."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+from datetime import datetime
+from typing import Any
+
+from trailhouse import appdb, settings
+from trailhouse.config import Mav
+from trailhouse.discover import discover, make_batches
+from trailhouse.source import LocalSource, ObjectInfo, S3Source, Source
+from trailhouse.transform import LOADED, QUARANTINED, BatchResult, transform_batch
+from trailhouse.warehouse import Warehouse, remove_staging
+
+log = logging.getLogger(__name__)
+
+
+def progress(msg: str, *args: Any) -> None:
+    """Log a step; also show it on the terminal of `trailhouse run` (TRAILHOUSE_PROGRESS=1)."""
+    log.info(msg, *args)
+    if os.environ.get("TRAILHOUSE_PROGRESS") == "1":
+        # sys.__stderr__: the task runner redirects sys.stderr into the task log.
+        print("  " + (msg % args if args else msg), file=sys.__stderr__, flush=True)
+
+
+def s3_client(mav: Mav) -> Any:
+    """A boto3 S3 client signed with the MAV's key pair from its Airflow connection."""
+    import boto3
+    from botocore.config import Config
+
+    from trailhouse.airflow_env import get_credentials
+
+    assert mav.connection_id is not None
+    key_id, secret = get_credentials(mav.connection_id)
+    cfg = settings.load()
+    return boto3.client(
+        "s3",
+        aws_access_key_id=key_id,
+        aws_secret_access_key=secret,
+        region_name=mav.region,
+        endpoint_url=mav.endpoint_url,
+        config=Config(
+            # Throttling (SlowDown, 503) and resets are retried with backoff before a task fails.
+            retries={"max_attempts": 8, "mode": "adaptive"},
+            max_pool_connections=max(10, cfg.download_threads),
+            connect_timeout=10,
+            read_timeout=60,
+        ),
+    )
+
+
+def open_source(mav: Mav) -> Source:
+    if mav.path is not None:
+        return LocalSource(mav.path)
+    assert mav.bucket is not None
+    return S3Source(s3_client(mav), mav.bucket)
+
+
+def validate(mav: Mav) -> dict[str, Any]:
+    """The permission report of the MAV's IAM user; raises when a required action is missing."""
+    from trailhouse import access
+
+    if mav.path is not None:
+        LocalSource(mav.path)  # raises a clear error when the folder is missing
+        return {"bucket": None, "path": mav.path, "ok": True, "checks": []}
+    assert mav.bucket is not None
+    report = access.check_access(s3_client(mav), mav.bucket, mav.prefix)
+    progress("validate_access: %s", "required permissions present" if report.ok else "REQUIRED PERMISSION MISSING")
+    log.info("permission report for %s:\n%s", mav.name, report.render())
+    access.require(report)
+    return report.to_dict()
+
+
+def staging_dir(mav: Mav, run_id: str) -> str:
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", run_id)
+    return f"{settings.load().staging_uri}/{mav.name}/{safe}"
+
+
+def discover_step(mav: Mav, run_id: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
+    """List new objects, record digest/Insights files, and return the batches to transform."""
+    cfg = settings.load()
+    eng = appdb.engine(cfg.app_db_url)
+    source = open_source(mav)
+    found = discover(source, eng, mav, start, end, threads=cfg.download_threads)
+    appdb.record_objects(
+        eng,
+        mav.name,
+        run_id,
+        (
+            {"key": o.key, "etag": o.etag, "size": o.size, "kind": kind, "status": "recorded", "events": 0, "reason": ""}
+            for o, kind in found.routed
+        ),
+    )
+    appdb.save_run(
+        eng,
+        mav.name,
+        run_id,
+        interval_start=start,
+        interval_end=end,
+        started_at=appdb.now(),
+        status="running",
+        objects_found=found.found,
+        objects_skipped=found.skipped,
+        objects_recorded=len(found.routed),
+        list_calls=found.list_calls,
+    )
+    batches = make_batches(found.new, cfg.batch_bytes)
+    progress(
+        "discover: %s: %d accounts (%s layout), %d objects found, %d new in %d batches, %d already loaded, %d LIST calls",
+        mav.name, len(found.accounts), "+".join(found.layouts), found.found, len(found.new), len(batches),
+        found.skipped, found.list_calls,
+    )
+    return [
+        {"index": i, "objects": [[o.key, o.etag, o.size] for o in batch]} for i, batch in enumerate(batches)
+    ]
+
+
+def batch_label(batch: dict[str, Any]) -> str:
+    objects = batch["objects"]
+    mb = sum(o[2] for o in objects) / 1e6
+    return f"batch {batch['index']}: {len(objects)} files, {mb:.1f} MB"
+
+
+def transform_step(mav: Mav, run_id: str, batch: dict[str, Any]) -> dict[str, Any]:
+    cfg = settings.load()
+    objects = [ObjectInfo(k, e, s) for k, e, s in batch["objects"]]
+    result = transform_batch(
+        open_source(mav),
+        objects,
+        mav=mav.name,
+        staging_dir=staging_dir(mav, run_id),
+        threads=cfg.download_threads,
+    )
+    quarantined = [o for o in result.outcomes if o.status == QUARANTINED]
+    for o in quarantined:
+        log.warning("quarantined %s: %s", o.key, o.reason)
+    progress("transform %s: %d events from %d files, %d quarantined", batch_label(batch), result.rows,
+             len(result.outcomes) - len(quarantined), len(quarantined))
+    return result.to_dict()
+
+
+def commit_step(mav: Mav, run_id: str, results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Merge the run's staged rows into the table, then ledger the keys (in that order).
+
+    A crash between the two leaves keys unledgered: the next try loads them again and the
+    merge on event_id drops them as duplicates, so nothing is lost and nothing doubled.
+    """
+    cfg = settings.load()
+    eng = appdb.engine(cfg.app_db_url)
+    batches = [BatchResult.from_dict(r) for r in results if r]
+    staged = [b.staged for b in batches if b.staged]
+    committed = Warehouse(cfg.warehouse_uri).commit(staged, run_id=run_id)
+    outcomes = [o for b in batches for o in b.outcomes]
+    appdb.record_objects(
+        eng,
+        mav.name,
+        run_id,
+        (
+            {"key": o.key, "etag": o.etag, "size": o.size, "kind": "CloudTrail", "status": o.status,
+             "events": o.events, "reason": o.reason}
+            for o in outcomes
+        ),
+    )
+    figures = {
+        "finished_at": appdb.now(),
+        "status": "success",
+        "objects_loaded": sum(1 for o in outcomes if o.status == LOADED),
+        "objects_quarantined": sum(1 for o in outcomes if o.status == QUARANTINED),
+        "events_loaded": committed.inserted,
+        "duplicates_dropped": committed.duplicates,
+        "get_calls": sum(b.get_calls for b in batches),
+        "bytes": sum(b.bytes for b in batches),
+        "partitions": ",".join(committed.partitions),
+    }
+    appdb.save_run(eng, mav.name, run_id, **figures)
+    progress("commit: %d events inserted, %d duplicates dropped, %d partitions, table version %s",
+             committed.inserted, committed.duplicates, len(committed.partitions), committed.version)
+    remove_staging(staging_dir(mav, run_id))
+    return summary(mav, run_id)
+
+
+def summary(mav: Mav, run_id: str) -> dict[str, Any]:
+    """The run's figures as the CLI prints them (and `--json` emits)."""
+    row = appdb.get_run(appdb.engine(settings.load().app_db_url), mav.name, run_id) or {}
+    keys = (
+        "objects_found", "objects_loaded", "objects_skipped", "objects_quarantined", "objects_recorded",
+        "events_loaded", "duplicates_dropped", "list_calls", "get_calls", "bytes",
+    )
+    out: dict[str, Any] = {"mav": mav.name, "run_id": run_id, "status": row.get("status", "missing")}
+    out.update({k: int(row.get(k) or 0) for k in keys})
+    out["partitions"] = [p for p in (row.get("partitions") or "").split(",") if p]
+    for k in ("interval_start", "interval_end"):
+        out[k] = row[k].isoformat() if row.get(k) else None
+    return out
+
+
+def quarantined(mav: Mav, run_id: str) -> list[dict[str, Any]]:
+    import sqlalchemy as sa
+
+    eng = appdb.engine(settings.load().app_db_url)
+    q = sa.select(appdb.ledger.c.key, appdb.ledger.c.reason).where(
+        appdb.ledger.c.mav == mav.name, appdb.ledger.c.run_id == run_id, appdb.ledger.c.status == QUARANTINED
+    )
+    with eng.connect() as conn:
+        return [dict(r) for r in conn.execute(q).mappings()]

@@ -1,0 +1,47 @@
+"""Deployment knobs: environment variables with defaults, read in one place."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+# The repo is the deployment unit (dags/, plugins/, include/ side by side), so defaults are
+# anchored on it rather than on the caller's working directory, which differs between the
+# CLI, the scheduler and a Celery worker.
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    mav_dir: Path
+    warehouse_uri: str
+    app_db_url: str
+    airflow_home: Path
+    batch_bytes: int
+    download_threads: int
+
+    @property
+    def staging_uri(self) -> str:
+        return self.warehouse_uri.rstrip("/") + "/_staging"
+
+    @property
+    def events_table_uri(self) -> str:
+        return self.warehouse_uri.rstrip("/") + "/cloudtrail_events"
+
+
+def load() -> Settings:
+    """Read the environment now (tests change it between calls, so nothing is cached)."""
+    home = Path(os.environ.get("TRAILHOUSE_HOME", PROJECT_ROOT / ".trailhouse")).resolve()
+    return Settings(
+        home=home,
+        mav_dir=Path(os.environ.get("TRAILHOUSE_MAV_DIR", home / "mavs")),
+        warehouse_uri=os.environ.get("TRAILHOUSE_WAREHOUSE", str(home / "warehouse")),
+        app_db_url=os.environ.get("TRAILHOUSE_DB_URL", f"sqlite:///{home / 'trailhouse.db'}"),
+        airflow_home=Path(os.environ.get("AIRFLOW_HOME", home / "airflow")),
+        # ~32 MB of gzip is ~250 MB of JSON: big enough to amortise task start-up, small
+        # enough that one transform worker stays far below 1 GiB.
+        batch_bytes=int(os.environ.get("TRAILHOUSE_BATCH_BYTES", 32 * 1024 * 1024)),
+        download_threads=int(os.environ.get("TRAILHOUSE_DOWNLOAD_THREADS", 16)),
+    )

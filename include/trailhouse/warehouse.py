@@ -1,0 +1,164 @@
+"""The one module that writes the warehouse's events table (Delta Lake) and opens it for SQL."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+
+from trailhouse.schema import ARROW_SCHEMA, COLUMNS, PARTITION_BY
+
+TABLE = "cloudtrail_events"
+# Rows merged per Delta commit: large enough to keep the number of table versions low,
+# small enough to hold in memory while merging a backfill.
+MERGE_ROWS = 1_000_000
+COMMIT_ATTEMPTS = 5
+
+
+@dataclass
+class CommitResult:
+    inserted: int = 0
+    duplicates: int = 0
+    partitions: list[str] = field(default_factory=list)
+    version: int | None = None
+
+
+class Warehouse:
+    def __init__(self, uri: str, storage_options: dict[str, str] | None = None) -> None:
+        self.uri = uri.rstrip("/")
+        self.storage_options = storage_options
+        self.table_uri = f"{self.uri}/{TABLE}"
+
+    def _table(self) -> Any:
+        from deltalake import DeltaTable
+
+        return DeltaTable(self.table_uri, storage_options=self.storage_options)
+
+    def exists(self) -> bool:
+        from deltalake import DeltaTable
+
+        return DeltaTable.is_deltatable(self.table_uri, storage_options=self.storage_options)
+
+    def ensure_table(self) -> None:
+        from deltalake import DeltaTable
+
+        if self.exists():
+            return
+        if not self.table_uri.startswith(("s3://", "gs://", "az://", "abfss://")):
+            Path(self.table_uri).mkdir(parents=True, exist_ok=True)
+        try:
+            DeltaTable.create(
+                self.table_uri,
+                schema=ARROW_SCHEMA,
+                partition_by=list(PARTITION_BY),
+                name=TABLE,
+                description="CloudTrail events loaded by trailhouse; see docs/schema.md",
+                storage_options=self.storage_options,
+            )
+        except Exception:
+            if not self.exists():  # lost a creation race to another writer: fine
+                raise
+
+    def commit(self, staged: list[str], *, run_id: str = "") -> CommitResult:
+        """Merge staged Parquet files into the table on event_id; each commit is atomic.
+
+        Re-committing the same files inserts nothing, so a retried commit (or a re-run of a
+        whole interval) never duplicates an event.
+        """
+        result = CommitResult()
+        if not staged:
+            return result
+        self.ensure_table()
+        frame = pl.scan_parquet(staged).collect()
+        before = frame.height
+        frame = frame.unique(subset=["event_id"], keep="first", maintain_order=True)
+        result.duplicates += before - frame.height
+        result.partitions = sorted({str(d) for d in frame.get_column("event_date").unique().to_list()})
+        for offset in range(0, frame.height, MERGE_ROWS):
+            chunk = frame.slice(offset, MERGE_ROWS).to_arrow().cast(ARROW_SCHEMA)
+            inserted, version = self._merge(chunk, run_id)
+            result.inserted += inserted
+            result.duplicates += chunk.num_rows - inserted
+            result.version = version
+        return result
+
+    def _merge(self, chunk: pa.Table, run_id: str) -> tuple[int, int]:
+        from deltalake import CommitProperties
+        from deltalake.exceptions import CommitFailedError
+
+        dates = sorted({str(d) for d in chunk.column("event_date").to_pylist()})
+        # Naming the partitions in the predicate lets Delta read only those partitions'
+        # files instead of the whole table.
+        in_dates = ", ".join(f"'{d}'" for d in dates)
+        predicate = f"t.event_date IN ({in_dates}) AND t.event_id = s.event_id AND t.event_date = s.event_date"
+        for attempt in range(COMMIT_ATTEMPTS):
+            try:
+                metrics = (
+                    self._table()
+                    .merge(
+                        chunk,
+                        predicate=predicate,
+                        source_alias="s",
+                        target_alias="t",
+                        streamed_exec=False,
+                        commit_properties=CommitProperties(custom_metadata={"trailhouse.run_id": run_id}),
+                    )
+                    .when_not_matched_insert_all()
+                    .execute()
+                )
+                return int(metrics.get("num_target_rows_inserted", 0)), self._table().version()
+            except CommitFailedError:
+                # Another writer committed first (e.g. another MAV's run); merge again on
+                # the new version, which re-checks every event_id.
+                if attempt == COMMIT_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.5 * 2**attempt)
+        raise AssertionError("unreachable")
+
+    def dataset(self) -> Any:
+        """A pyarrow dataset over the table's current version (empty table if none yet)."""
+        import pyarrow.dataset as ds
+
+        if not self.exists():
+            return ds.dataset(ARROW_SCHEMA.empty_table())
+        return self._table().to_pyarrow_dataset()
+
+    def scan(self) -> pl.LazyFrame:
+        """The events table as a Polars LazyFrame."""
+        if not self.exists():
+            return pl.LazyFrame(schema=pl.Schema(ARROW_SCHEMA))
+        return pl.scan_delta(self.table_uri, storage_options=self.storage_options)
+
+    def duckdb(self, connection: Any = None) -> Any:
+        """A DuckDB connection where `cloudtrail_events` is the events table."""
+        import duckdb
+
+        con = connection or duckdb.connect()
+        con.register(TABLE, self.dataset())
+        return con
+
+    def stats(self) -> dict[str, Any]:
+        if not self.exists():
+            return {"files": 0, "partitions": 0, "version": None}
+        table = self._table()
+        files = table.file_uris()
+        partitions = {tuple(p.items()) for p in (table.partitions() or [])}
+        return {"files": len(files), "partitions": len(partitions), "version": table.version()}
+
+
+def partitions_of(dates: list[date]) -> list[str]:
+    return sorted({f"event_date={d}" for d in dates})
+
+
+def remove_staging(path: str) -> None:
+    if path and not path.startswith("s3://"):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+COLUMN_NAMES = [c.name for c in COLUMNS]
