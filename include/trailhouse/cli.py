@@ -19,6 +19,10 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "func"):
         parser.print_help()
         return 2
+    if args.func is not cmd_airflow:
+        # Airflow's own warnings (deprecations, an empty mapped task) are noise on the
+        # terminal of a one-off run; task errors still show. `trailhouse airflow` keeps them.
+        os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "ERROR")
     from trailhouse.airflow_env import MissingConnection
     from trailhouse.config import ConfigError
     from trailhouse.discover import LayoutError

@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import re
 import zlib
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -101,9 +102,19 @@ def _convert(col: Column, value: Any) -> tuple[Any, bool]:
         return None, False
     if kind == TIME:
         if isinstance(value, str):
-            return value, CANONICAL_TIME.match(value) is not None
+            return value, CANONICAL_TIME.match(value) is not None and _valid_time(value)
         return None, False
     raise AssertionError(kind)
+
+
+def _valid_time(value: str) -> bool:
+    # The format alone admits 2026-02-30 or a leap second, which no timestamp column can
+    # hold: such text must also stay in extra_fields.
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _strip(obj: dict[str, Any], tree: dict[str, Any], row: dict[str, Any]) -> bool:
@@ -139,7 +150,7 @@ def record_to_row(record: dict[str, msgspec.Raw]) -> dict[str, Any]:
         if spec is None:
             extras[key] = raw
         elif isinstance(spec, Column) and spec.kind == JSON:
-            if raw == b"null":
+            if bytes(raw) == b"null":  # msgspec.Raw never equals bytes: compare the bytes
                 extras[key] = raw
             else:
                 row[spec.name] = bytes(raw).decode()
@@ -156,6 +167,8 @@ def record_to_row(record: dict[str, msgspec.Raw]) -> dict[str, Any]:
             elif not _strip(value, spec, row) or value:
                 # Same rule as in _strip: drop the object only when emptied by the columns.
                 extras[key] = value
+    if "eventID" not in extras and str(row.get("event_id", "")).startswith(DERIVED_ID_PREFIX):
+        extras["eventID"] = record["eventID"]  # a real id that looks derived: keep it verbatim
     if "event_id" not in row or "eventID" in extras:
         row["event_id"] = _derived_id(record)
     row["extra_fields"] = _encode(extras).decode() if extras else None
@@ -163,11 +176,10 @@ def record_to_row(record: dict[str, msgspec.Raw]) -> dict[str, Any]:
 
 
 def _derived_id(record: dict[str, msgspec.Raw]) -> str:
-    digest = hashlib.sha256()
-    for key in sorted(record):
-        digest.update(key.encode())
-        digest.update(bytes(record[key]))
-    return DERIVED_ID_PREFIX + digest.hexdigest()
+    # Hash the content, not the bytes: the same record pretty-printed or compacted (a
+    # re-formatted copy of a file) gets the same id, so it is still deduplicated.
+    canonical = _encode({k: _any.decode(v) for k, v in record.items()}, order="sorted")
+    return DERIVED_ID_PREFIX + hashlib.sha256(canonical).hexdigest()
 
 
 def parse_file(data: bytes, key: str = "") -> list[dict[str, Any]]:

@@ -1,0 +1,124 @@
+"""One full MAV DAG run through Airflow (dag.test) against a local S3 endpoint, app DB on PostgreSQL."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from trailhouse import cli, settings, synth
+from trailhouse.warehouse import Warehouse
+
+BUCKET = "e2e-trail-bucket"
+END_DAY = date(2026, 11, 20)
+AT = datetime(2026, 11, 21, 6, 30, tzinfo=timezone.utc)  # runs the hour 05:00-06:00 of the next day
+
+
+def _reader_key(endpoint: str, tmp_path: Path) -> tuple[Path, str, str]:
+    import boto3
+
+    iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1")
+    policy = (settings.PROJECT_ROOT / "docs" / "iam-policy.json").read_text().replace("BUCKET", BUCKET)
+    iam.create_user(UserName="e2e-reader")
+    iam.put_user_policy(UserName="e2e-reader", PolicyName="read", PolicyDocument=policy)
+    key = iam.create_access_key(UserName="e2e-reader")["AccessKey"]
+    path = tmp_path / "e2e-reader_credentials.csv"
+    # The form of the CSV the console gives when it creates a user with a password.
+    with path.open("w", newline="") as f:
+        csv.writer(f).writerows([
+            ["User name", "Password", "Access key ID", "Secret access key", "Console login link"],
+            ["e2e-reader", "Pa55word!", key["AccessKeyId"], key["SecretAccessKey"], "https://console.aws.amazon.com"],
+        ])
+    return path, key["AccessKeyId"], key["SecretAccessKey"]
+
+
+@pytest.fixture
+def pg_app_db(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("TRAILHOUSE_DB_URL", pg_url)
+    return pg_url
+
+
+def test_full_run_idempotent_rerun_late_and_broken_files(
+    th_home: Path, pg_app_db: str, airflow_db: None, s3_endpoint: str, s3_admin, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    spec = synth.SynthSpec(seed=11, accounts=3, days=2, end=END_DAY, files_per_region_day=3, events_per_file=15,
+                           regions=("us-east-1", "eu-west-1"), bucket=BUCKET)
+    s3_admin.create_bucket(Bucket=BUCKET)
+    written = synth.write_to_s3(spec, s3_admin, BUCKET)
+    csv_path, key_id, secret = _reader_key(s3_endpoint, tmp_path)
+
+    assert cli.main(["mav", "add", "e2e", "--bucket", BUCKET, "--credentials-csv", str(csv_path),
+                     "--endpoint-url", s3_endpoint, "--lookback-hours", "72"]) == 0
+    yaml_text = (settings.load().mav_dir / "e2e.yaml").read_text()
+    assert secret not in yaml_text and key_id not in yaml_text
+
+    first = cli.run_mav("e2e", at=AT)
+    assert first["failed_tasks"] == []
+    assert first["objects_found"] == written.log_files
+    assert first["objects_loaded"] == written.log_files
+    assert first["objects_quarantined"] == 0
+    assert first["objects_recorded"] == written.digest_files + written.insight_files
+    assert first["events_loaded"] == written.unique_events
+    assert first["duplicates_dropped"] == written.events - written.unique_events == spec.duplicates
+    assert first["list_calls"] > 0 and first["get_calls"] == written.log_files
+
+    con = Warehouse(settings.load().warehouse_uri).duckdb()
+    total, distinct = con.execute("SELECT count(*), count(DISTINCT event_id) FROM cloudtrail_events").fetchone()
+    assert total == distinct == written.unique_events
+    # Partitioned by the event's own date: the events of 00:00-00:15 delivered in the
+    # next day's folder still land on the day they happened.
+    misplaced = con.execute(
+        "SELECT count(*) FROM cloudtrail_events WHERE event_time IS NOT NULL AND event_date <> CAST(event_time AS DATE)"
+    ).fetchone()[0]
+    assert misplaced == 0
+
+    second = cli.run_mav("e2e", at=AT)
+    assert (second["objects_loaded"], second["events_loaded"], second["objects_skipped"]) == (0, 0, written.log_files)
+
+    late_key, late_body = synth.late_file(spec, datetime(2026, 11, 20, 0, 20, tzinfo=timezone.utc), n_events=5)
+    s3_admin.put_object(Bucket=BUCKET, Key=late_key, Body=late_body)
+    broken_key = late_key.replace(".json.gz", "-broken.json.gz").replace("_2026", "_2026", 1)
+    s3_admin.put_object(Bucket=BUCKET, Key=broken_key, Body=late_body[: len(late_body) // 2])
+    third = cli.run_mav("e2e", at=AT)
+    assert third["objects_loaded"] == 1 and third["events_loaded"] == 5
+    assert third["objects_quarantined"] == 1
+    assert third["quarantined"][0]["key"] == broken_key and "gzip" in third["quarantined"][0]["reason"]
+    total = con.execute("SELECT count(*) FROM cloudtrail_events").fetchone()[0]
+    assert Warehouse(settings.load().warehouse_uri).duckdb().execute(
+        "SELECT count(*) FROM cloudtrail_events").fetchone()[0] == written.unique_events + 5
+
+    cli.print_summary(third)
+    assert cli.main(["run", "e2e", "--json", "--at", AT.isoformat()]) == 0
+    out = capsys.readouterr().out
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["objects_found"] == written.log_files + 2 and summary["events_loaded"] == 0
+    assert {"objects_found", "objects_loaded", "objects_quarantined", "events_loaded", "duplicates_dropped",
+            "list_calls"} <= set(summary)
+    assert total >= 0
+
+    _assert_secret_nowhere(secret, key_id, out, th_home)
+
+
+def _assert_secret_nowhere(secret: str, key_id: str, output: str, home: Path) -> None:
+    """The key pair is only in Airflow's connection table (encrypted), nowhere else."""
+    import sqlalchemy as sa
+    from airflow.configuration import conf
+
+    assert secret not in output and key_id not in output
+    eng = sa.create_engine(conf.get("database", "sql_alchemy_conn"))
+    with eng.connect() as conn:
+        xcoms = [str(v) for (v,) in conn.execute(sa.text("SELECT value FROM xcom"))]
+        stored = conn.execute(sa.text("SELECT password, is_encrypted FROM connection WHERE conn_id='trailhouse_e2e'")).one()
+    assert xcoms and not any(secret in v or key_id in v for v in xcoms)
+    assert stored.is_encrypted and secret not in stored.password
+    for root in (home, Path(os.environ["AIRFLOW_HOME"]) / "logs"):
+        for path in root.rglob("*"):
+            if path.is_file() and path.suffix in {".yaml", ".log", ".json", ".txt"}:
+                text = path.read_text(errors="replace")
+                assert secret not in text, path
+    assert timedelta(0) == timedelta(0)
