@@ -51,6 +51,14 @@ class Mav(BaseModel):
         v = v.strip("/")
         return f"{v}/" if v else ""
 
+    @field_validator("accounts", mode="before")
+    @classmethod
+    def _quoted(cls, v: Any) -> Any:
+        if isinstance(v, list) and any(isinstance(a, int) for a in v):
+            raise ValueError("account ids are 12 digits written as quoted strings ('012345678901'): "
+                             "YAML reads unquoted ones as numbers and drops leading zeros")
+        return v
+
     @field_validator("accounts")
     @classmethod
     def _accounts(cls, v: list[str]) -> list[str]:
