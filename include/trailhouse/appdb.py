@@ -153,3 +153,113 @@ def latest_runs(eng: sa.Engine, mav: str, limit: int = 10) -> list[dict[str, Any
     with eng.connect() as conn:
         q = sa.select(runs).where(runs.c.mav == mav).order_by(runs.c.started_at.desc()).limit(limit)
         return [dict(r) for r in conn.execute(q).mappings()]
+
+
+# --- rules, alerts, roles (migration 0002) ----------------------------------------------
+
+custom_rules = sa.Table(
+    "custom_rules",
+    metadata,
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("title", sa.String(256), nullable=False),
+    sa.Column("description", sa.Text, nullable=False, default=""),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("condition", sa.Text, nullable=False),
+    # comma-separated account ids; "" = every account (security administrators only)
+    sa.Column("scope_accounts", sa.Text, nullable=False, default=""),
+    sa.Column("dedup_fields", sa.Text, nullable=False, default=""),
+    sa.Column("dedup_period_minutes", sa.Integer, nullable=False, default=60),
+    sa.Column("owner", sa.String(256), nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False, default=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_by", sa.String(256), nullable=False),
+)
+
+rule_switches = sa.Table(
+    "rule_switches",
+    metadata,
+    sa.Column("rule_id", sa.String(128), primary_key=True),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("updated_by", sa.String(256), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("rule_id", sa.String(128), nullable=False),
+    sa.Column("dedup_hash", sa.String(64), nullable=False),
+    sa.Column("dedup_key", sa.Text, nullable=False),
+    sa.Column("title", sa.String(256), nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("mav", sa.String(128), nullable=False),
+    sa.Column("account_id", sa.String(12)),
+    sa.Column("principal", sa.Text),
+    sa.Column("source_ip", sa.String(256)),
+    sa.Column("event_name", sa.String(256)),
+    sa.Column("first_event_id", sa.String(128), nullable=False),
+    sa.Column("first_event_time", sa.DateTime(timezone=True)),
+    sa.Column("last_event_time", sa.DateTime(timezone=True)),
+    sa.Column("period_start", sa.DateTime(timezone=True)),
+    sa.Column("count", sa.Integer, nullable=False, default=1),
+    # open | acknowledged | resolved
+    sa.Column("status", sa.String(16), nullable=False, default="open"),
+    sa.Column("status_by", sa.String(256)),
+    sa.Column("status_at", sa.DateTime(timezone=True)),
+    sa.Column("run_id", sa.String(250), nullable=False),
+    # False for alerts of backfilled history when the MAV says not to notify them
+    sa.Column("notify", sa.Boolean, nullable=False, default=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("rule_id", "dedup_hash", name="uq_alert_dedup"),
+)
+
+alert_events = sa.Table(
+    "alert_events",
+    metadata,
+    sa.Column("alert_id", sa.Integer, sa.ForeignKey("alerts.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("event_id", sa.String(128), primary_key=True),
+    sa.Column("event_time", sa.DateTime(timezone=True)),
+    sa.Column("event_date", sa.Date),
+    sa.Column("account_id", sa.String(12)),
+)
+
+user_roles = sa.Table(
+    "user_roles",
+    metadata,
+    sa.Column("username", sa.String(256), primary_key=True),
+    sa.Column("is_admin", sa.Boolean, nullable=False, default=False),
+    sa.Column("accounts", sa.Text, nullable=False, default=""),
+    sa.Column("granted_by", sa.String(256), nullable=False),
+    sa.Column("granted_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+# --- notification outbox (migration 0003) --------------------------------------------------
+
+notifications = sa.Table(
+    "notifications",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(250), nullable=False),
+    sa.Column("mav", sa.String(128), nullable=False),
+    # the owner's name in owners.yaml
+    sa.Column("recipient", sa.String(256), nullable=False),
+    # a stable label of one of the owner's channels, e.g. "email:trailhouse_smtp:3f2a9c1e"
+    sa.Column("channel", sa.String(256), nullable=False),
+    # comma-separated, sorted alert ids
+    sa.Column("alert_ids", sa.Text, nullable=False, default=""),
+    sa.Column("subject", sa.Text, nullable=False),
+    # the rendered message: alert facts only, never a channel secret
+    sa.Column("body", sa.Text, nullable=False),
+    # pending | sent | failed
+    sa.Column("status", sa.String(16), nullable=False, default="pending"),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("last_error", sa.Text, nullable=False, default=""),
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("sent_at", sa.DateTime(timezone=True)),
+    sa.UniqueConstraint("run_id", "recipient", "channel", name="uq_notification_once"),
+    sa.Index("ix_notifications_due", "status", "next_attempt_at"),
+)

@@ -26,11 +26,14 @@ def main(argv: list[str] | None = None) -> int:
     from trailhouse.airflow_env import MissingConnection
     from trailhouse.config import ConfigError
     from trailhouse.discover import LayoutError
+    from trailhouse.roles import Forbidden
+    from trailhouse.rules import UnsafeCondition
     from trailhouse.source import SourceError
 
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, LayoutError, SourceError, MissingConnection) as exc:
+    except (ConfigError, LayoutError, SourceError, MissingConnection, Forbidden, UnsafeCondition,
+            LookupError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
@@ -89,10 +92,290 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the whole job on a local S3 endpoint with synthetic data")
     demo.set_defaults(func=cmd_demo)
 
+    _rules_parser(sub)
+    _alerts_parser(sub)
+    _users_parser(sub)
+
     af = sub.add_parser("airflow", help="run an `airflow` command on trailhouse's Airflow home (e.g. standalone)")
     af.add_argument("args", nargs=argparse.REMAINDER)
     af.set_defaults(func=cmd_airflow)
     return p
+
+
+def _rules_parser(sub: Any) -> None:
+    rules = sub.add_parser("rules", help="list, test, try and manage alert rules").add_subparsers(metavar="ACTION")
+    ls = rules.add_parser("list", help="every rule with its scope, owner and state")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=cmd_rules_list)
+    t = rules.add_parser("test", help="run every rule against its own positive and negative examples")
+    t.add_argument("ids", nargs="*", help="only these rule ids")
+    t.set_defaults(func=cmd_rules_test)
+    ev = rules.add_parser("eval", help="which rules match the events of delivery files or JSON lines (no warehouse)")
+    ev.add_argument("files", nargs="+", type=Path)
+    ev.add_argument("--rule", action="append", default=[], help="only this rule id (repeatable)")
+    ev.set_defaults(func=cmd_rules_eval)
+    add = rules.add_parser("add", help="create a custom rule (checked: condition and your accounts)")
+    add.add_argument("--as", dest="actor", required=True, help="your user name (Airflow's)")
+    add.add_argument("--id", required=True)
+    add.add_argument("--title", required=True)
+    add.add_argument("--severity", required=True, choices=("info", "low", "medium", "high", "critical"))
+    add.add_argument("--condition", required=True, help="an SQL boolean expression over cloudtrail_events' columns")
+    add.add_argument("--accounts", default="", help="comma-separated account ids (owners: required, their own)")
+    add.add_argument("--description", default="")
+    add.set_defaults(func=cmd_rules_add)
+    upd = rules.add_parser("update", help="change a custom rule")
+    upd.add_argument("id")
+    upd.add_argument("--as", dest="actor", required=True)
+    upd.add_argument("--title")
+    upd.add_argument("--severity", choices=("info", "low", "medium", "high", "critical"))
+    upd.add_argument("--condition")
+    upd.add_argument("--accounts")
+    upd.set_defaults(func=cmd_rules_update)
+    for name, helptext in (("enable", "switch a rule on"), ("disable", "switch a rule off"), ("delete", "delete a custom rule")):
+        p = rules.add_parser(name, help=helptext)
+        p.add_argument("id")
+        p.add_argument("--as", dest="actor", required=True)
+        p.set_defaults(func=cmd_rules_switch, action=name)
+
+
+def _alerts_parser(sub: Any) -> None:
+    al = sub.add_parser("alerts", help="list alerts, acknowledge and resolve them").add_subparsers(metavar="ACTION")
+    ls = al.add_parser("list", help="every alert in the deployment, newest first")
+    for flag in ("--mav", "--account", "--rule", "--severity", "--status"):
+        ls.add_argument(flag)
+    ls.add_argument("--limit", type=int, default=50)
+    ls.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    ls.set_defaults(func=cmd_alerts_list)
+    show = al.add_parser("show", help="one alert and the events behind it")
+    show.add_argument("id", type=int)
+    show.set_defaults(func=cmd_alerts_show)
+    for name, status in (("ack", "acknowledged"), ("resolve", "resolved"), ("reopen", "open")):
+        p = al.add_parser(name, help=f"mark an alert {status}")
+        p.add_argument("id", type=int)
+        p.add_argument("--as", dest="actor", required=True)
+        p.set_defaults(func=cmd_alerts_status, status=status)
+
+
+def _users_parser(sub: Any) -> None:
+    us = sub.add_parser("users", help="trailhouse roles of Airflow's users").add_subparsers(metavar="ACTION")
+    g = us.add_parser("grant", help="make a user a security administrator or the owner of accounts")
+    g.add_argument("username")
+    who = g.add_mutually_exclusive_group(required=True)
+    who.add_argument("--admin", action="store_true")
+    who.add_argument("--owner", nargs="+", metavar="ACCOUNT")
+    g.set_defaults(func=cmd_users_grant)
+    r = us.add_parser("revoke", help="remove a user's role")
+    r.add_argument("username")
+    r.set_defaults(func=cmd_users_revoke)
+    ls = us.add_parser("list", help="users and their roles")
+    ls.set_defaults(func=cmd_users_list)
+
+
+def _eng() -> Any:
+    from trailhouse import appdb
+
+    return appdb.engine(settings.load().app_db_url)
+
+
+def _accounts_arg(text: str | None) -> list[str]:
+    return [a.strip() for a in (text or "").split(",") if a.strip()]
+
+
+# --- rules, alerts, users --------------------------------------------------------------
+
+
+def cmd_rules_list(args: argparse.Namespace) -> int:
+    import sqlalchemy as sa
+
+    from trailhouse import appdb, rulebook
+
+    eng = _eng()
+    with eng.connect() as conn:
+        last = dict(conn.execute(sa.select(appdb.alerts.c.rule_id, sa.func.max(appdb.alerts.c.last_event_time))
+                                 .group_by(appdb.alerts.c.rule_id)).all())
+    rows = [(r.id, r.severity, "on" if r.enabled else "off", "built-in" if r.builtin else f"custom ({r.owner})",
+             ",".join(r.scope_accounts) or "all", last.get(r.id), r.title) for r in rulebook.all_rules(eng)]
+    cols = ["id", "severity", "state", "kind", "scope", "last_hit", "title"]
+    if args.json:
+        print_rows(cols, rows, "json")
+    else:
+        print_rows(cols, rows)
+    return 0
+
+
+def cmd_rules_test(args: argparse.Namespace) -> int:
+    from trailhouse import rulebook, rules
+
+    selected = [r for r in rulebook.all_rules(_eng()) if not args.ids or r.id in args.ids]
+    failed = total = 0
+    for rule in selected:
+        for res in rules.test_rule(rule):
+            total += 1
+            if not res.ok:
+                failed += 1
+                want = "fire" if res.expected else "stay quiet"
+                print(f"FAIL {rule.id}: example {res.example!r} should {want}{' - ' + res.error if res.error else ''}")
+    without = [r.id for r in selected if r.builtin and not (r.tests.positive and r.tests.negative)]
+    for rid in without:
+        print(f"FAIL {rid}: a built-in rule needs positive and negative examples")
+    print(f"{len(selected)} rules, {total} examples: {total - failed} passed, {failed} failed")
+    return 1 if failed or without else 0
+
+
+def _read_events(paths: list[Path]) -> list[dict[str, Any]]:
+    import msgspec
+
+    from trailhouse import records as rec_mod
+
+    events: list[dict[str, Any]] = []
+    for path in paths:
+        data = path.read_bytes()
+        text = rec_mod.decompress(data) if data[:2] == b"\x1f\x8b" else data
+        stripped = text.lstrip()
+        if stripped.startswith(b"{") and b'"Records"' in stripped[:4096]:
+            try:
+                events += msgspec.json.decode(text)["Records"]
+                continue
+            except (msgspec.DecodeError, KeyError, TypeError):
+                pass  # not one delivery document: try JSON lines
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    events.append(msgspec.json.decode(line))
+                except msgspec.DecodeError as exc:
+                    raise ValueError(f"{path}:{n}: not a JSON event ({exc})") from None
+    return events
+
+
+def cmd_rules_eval(args: argparse.Namespace) -> int:
+    from trailhouse import rulebook, rules
+
+    try:
+        events = _read_events(args.files)
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    selected = [r for r in rulebook.all_rules(_eng(), enabled_only=not args.rule) if not args.rule or r.id in args.rule]
+    table = rules.records_table(events, mav="eval")
+    con = rules.connect(table)
+    # Per event, a threshold rule is listed when the event meets its condition; whether the
+    # threshold was crossed across the given events is reported on its own lines below.
+    per_event = rules.evaluate(con, [r.model_copy(update={"threshold": None}) for r in selected])
+    crossed = rules.evaluate(con, [r for r in selected if r.threshold])
+    hits: dict[str, list[str]] = {}
+    for m in per_event.matches:
+        hits.setdefault(m.event["event_id"], []).append(m.rule.id)
+    for event_id in table.column("event_id").to_pylist():
+        print(json.dumps({"event_id": event_id, "rules": sorted(set(hits.get(event_id, [])))}))
+    by_rule: dict[str, list[str]] = {}
+    for m in crossed.matches:
+        by_rule.setdefault(m.rule.id, []).append(m.event["event_id"])
+    for rule_id, ids in sorted(by_rule.items()):
+        print(json.dumps({"threshold_crossed": rule_id, "event_ids": ids}))
+    for rule_id, error in {**per_event.errors, **crossed.errors}.items():
+        print(f"error: rule {rule_id}: {error}", file=sys.stderr)
+    return 0
+
+
+def _actor(name: str) -> Any:
+    from trailhouse import roles
+
+    return roles.actor(_eng(), name)
+
+
+def cmd_rules_add(args: argparse.Namespace) -> int:
+    from trailhouse import rulebook
+
+    rule = rulebook.create_rule(_eng(), _actor(args.actor), rule_id=args.id, title=args.title,
+                                condition=args.condition, severity=args.severity,
+                                accounts=_accounts_arg(args.accounts), description=args.description)
+    print(f"rule {rule.id} saved for {', '.join(rule.scope_accounts) or 'every account'}")
+    return 0
+
+
+def cmd_rules_update(args: argparse.Namespace) -> int:
+    from trailhouse import rulebook
+
+    changes = {k: v for k, v in (("title", args.title), ("severity", args.severity), ("condition", args.condition))
+               if v is not None}
+    if args.accounts is not None:
+        changes["accounts"] = _accounts_arg(args.accounts)
+    rule = rulebook.update_rule(_eng(), _actor(args.actor), args.id, **changes)
+    print(f"rule {rule.id} updated")
+    return 0
+
+
+def cmd_rules_switch(args: argparse.Namespace) -> int:
+    from trailhouse import rulebook
+
+    actor = _actor(args.actor)
+    if args.action == "delete":
+        rulebook.delete_rule(_eng(), actor, args.id)
+    else:
+        rulebook.set_enabled(_eng(), actor, args.id, args.action == "enable")
+    print(f"rule {args.id}: {args.action}d")
+    return 0
+
+
+ALERT_COLUMNS = ["id", "status", "severity", "rule_id", "mav", "account_id", "principal", "source_ip", "event_name",
+                 "first_event_time", "count"]
+
+
+def cmd_alerts_list(args: argparse.Namespace) -> int:
+    from trailhouse import alerts
+
+    rows = alerts.query(_eng(), mav=args.mav, account=args.account, rule=args.rule, severity=args.severity,
+                        status=args.status, limit=args.limit)
+    print_rows(ALERT_COLUMNS, [tuple(r[c] for c in ALERT_COLUMNS) for r in rows], args.format)
+    return 0
+
+
+def cmd_alerts_show(args: argparse.Namespace) -> int:
+    from trailhouse import alerts
+
+    eng = _eng()
+    alert = alerts.get(eng, args.id)
+    for key, value in alert.items():
+        print(f"{key:18} {_cell(value)}")
+    print("events:")
+    for event_id in alerts.event_ids(eng, args.id):
+        print(f"  {event_id}")
+    return 0
+
+
+def cmd_alerts_status(args: argparse.Namespace) -> int:
+    from trailhouse import alerts
+
+    _actor(args.actor)  # any role may change an alert's status; no role, no access
+    alert = alerts.set_status(_eng(), args.id, args.status, by=args.actor)
+    print(f"alert {alert['id']} is {alert['status']} (by {alert['status_by']} at {_cell(alert['status_at'])})")
+    return 0
+
+
+def cmd_users_grant(args: argparse.Namespace) -> int:
+    from trailhouse import roles
+
+    actor = roles.grant(_eng(), args.username, admin=args.admin, accounts=args.owner or [], by=os.environ.get("USER", "cli"))
+    what = "security administrator" if actor.is_admin else f"owner of {', '.join(sorted(actor.accounts))}"
+    print(f"{actor.username}: {what}")
+    return 0
+
+
+def cmd_users_revoke(args: argparse.Namespace) -> int:
+    from trailhouse import roles
+
+    roles.revoke(_eng(), args.username)
+    print(f"{args.username}: no role")
+    return 0
+
+
+def cmd_users_list(args: argparse.Namespace) -> int:
+    from trailhouse import roles
+
+    rows = [(r["username"], "admin" if r["is_admin"] else "owner", r["accounts"] or "-", _cell(r["granted_at"]))
+            for r in roles.all_roles(_eng())]
+    print_rows(["user", "role", "accounts", "granted_at"], rows)
+    return 0
 
 
 # --- mav ---------------------------------------------------------------------------------
@@ -257,7 +540,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 def run_sql(query: str) -> tuple[list[str], list[tuple[Any, ...]]]:
     from trailhouse.warehouse import Warehouse
 
+    from trailhouse import alerts
+
     con = Warehouse(settings.load().warehouse_uri).duckdb()
+    for name, table in alerts.arrow_tables(_eng()).items():
+        con.register(name, table)
     rel = con.execute(query)
     cols = [d[0] for d in rel.description] if rel.description else []
     return cols, rel.fetchall()

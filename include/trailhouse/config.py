@@ -37,6 +37,9 @@ class Mav(BaseModel):
     # CloudTrail launched in November 2013: no history is older, so backfills never hit it.
     start_date: date = date(2013, 11, 1)
     description: str = ""
+    # Alerts on backfilled history are always recorded; notifying them is opt-in, since a
+    # year of old findings in one burst of messages helps nobody.
+    notify_backfill: bool = False
 
     @field_validator("name")
     @classmethod

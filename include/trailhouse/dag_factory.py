@@ -1,4 +1,4 @@
-"""One Airflow DAG per MAV YAML file: validate_access >> discover >> transform[batches] >> commit."""
+"""One Airflow DAG per MAV YAML file: validate_access >> discover >> transform[batches] >> commit >> evaluate_rules >> notify."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ Reads CloudTrail from `{source}` ({accounts}) with the key pair in the Airflow c
 2. **discover** - lists the day folders of this interval plus {lookback} h of look-back, minus the ledger.
 3. **transform** - one mapped task per batch of keys: download, parse, stage (broken files quarantined).
 4. **commit** - merges the batches into the table on `event_id` and ledgers the keys.
+5. **evaluate_rules** - every enabled rule over the events this run committed; alerts stored deduplicated.
+6. **notify** - one message per recipient per run through the outbox (owners.yaml).
 """
 
 
@@ -76,9 +78,24 @@ def build_dag(mav: Mav, *, retries: int = 2) -> Any:
             # One slice fetches every mapped result at once (iterating probes past the end).
             return pipeline.commit_step(_mav(name), run_id, list(results[:]) if results is not None else [])
 
+        @task
+        def evaluate_rules(run_id: str | None = None) -> dict[str, Any]:
+            from trailhouse import pipeline
+
+            return pipeline.evaluate_step(_mav(name), run_id)
+
+        @task
+        def notify(evaluation: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
+            from trailhouse import pipeline
+
+            return pipeline.notify_step(_mav(name), run_id, evaluation["new_alerts"])
+
         batches = discover()
         validate_access() >> batches
-        commit(transform.expand(batch=batches))
+        committed = commit(transform.expand(batch=batches))
+        evaluation = evaluate_rules()
+        committed >> evaluation
+        notify(evaluation)
     return dag
 
 

@@ -6,7 +6,7 @@ import logging
 import os
 import re
 import sys
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from trailhouse import appdb, settings
@@ -207,3 +207,85 @@ def quarantined(mav: Mav, run_id: str) -> list[dict[str, Any]]:
     )
     with eng.connect() as conn:
         return [dict(r) for r in conn.execute(q).mappings()]
+
+
+def run_events(mav: Mav, run_id: str) -> Any:
+    """The events this run inserted: rows of the run's partitions whose source key it loaded.
+
+    An event that was already in the table keeps the key of the file that first brought
+    it, so an event is evaluated by exactly one run however often files are redelivered.
+    """
+    import pyarrow.dataset as ds
+    import sqlalchemy as sa
+
+    cfg = settings.load()
+    eng = appdb.engine(cfg.app_db_url)
+    led = appdb.ledger
+    with eng.connect() as conn:
+        keys = [k for (k,) in conn.execute(sa.select(led.c.key).where(
+            led.c.mav == mav.name, led.c.run_id == run_id, led.c.status == LOADED))]
+    row = appdb.get_run(eng, mav.name, run_id) or {}
+    dates = [datetime.fromisoformat(d).date() for d in (row.get("partitions") or "").split(",") if d]
+    dataset = Warehouse(cfg.warehouse_uri).dataset()
+    if not keys or not dates:
+        return dataset.schema.empty_table()
+    return dataset.to_table(filter=ds.field("event_date").isin(dates) & ds.field("source_key").isin(keys)
+                            & (ds.field("mav") == mav.name))
+
+
+def history_for(events: Any, lookback: Any) -> Any:
+    """Events in the look-back window before (and during) `events`, for threshold rules."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    dataset = Warehouse(settings.load().warehouse_uri).dataset()
+    times = events.column("event_time")
+    if events.num_rows == 0 or not lookback or times.null_count == events.num_rows:
+        return None
+    lo, hi = pc.min(times).as_py() - lookback, pc.max(times).as_py()
+    days = [lo.date() + timedelta(days=i) for i in range((hi.date() - lo.date()).days + 1)]
+    return dataset.to_table(filter=ds.field("event_date").isin(days)
+                            & (ds.field("event_time") >= lo) & (ds.field("event_time") <= hi))
+
+
+def evaluate_step(mav: Mav, run_id: str) -> dict[str, Any]:
+    """Run every enabled rule over the events this run committed; store deduplicated alerts."""
+    from trailhouse import alerts, rulebook, rules
+
+    cfg = settings.load()
+    eng = appdb.engine(cfg.app_db_url)
+    events = run_events(mav, run_id)
+    enabled = rulebook.all_rules(eng, enabled_only=True)
+    if events.num_rows == 0:
+        progress("evaluate_rules: no new events")
+        return {"events": 0, "matches": 0, "new_alerts": [], "rule_errors": {}}
+    lookback = max((r.max_lookback for r in enabled), default=None)
+    con = rules.connect(events, history_for(events, lookback))
+    result = rules.evaluate(con, enabled)
+    con.close()
+    # Backfill runs record their alerts; whether they notify is the MAV's choice.
+    notify = mav.notify_backfill or not run_id.startswith("backfill__")
+    new = alerts.store(eng, result.matches, mav=mav.name, run_id=run_id, notify=notify)
+    for rule_id, error in result.errors.items():
+        log.error("rule %s failed: %s", rule_id, error)
+    progress("evaluate_rules: %d rules over %d events: %d matches, %d new alerts%s", len(enabled), events.num_rows,
+             len(result.matches), len(new), f", {len(result.errors)} rules FAILED" if result.errors else "")
+    return {"events": events.num_rows, "matches": len(result.matches), "new_alerts": new, "rule_errors": result.errors}
+
+
+def notify_step(mav: Mav, run_id: str, new_alert_ids: list[int]) -> dict[str, Any]:
+    """One message per recipient per run through the outbox (a retry never re-plans)."""
+    import sqlalchemy as sa
+
+    from trailhouse import alerts, notify
+
+    eng = appdb.engine(settings.load().app_db_url)
+    rows = alerts.query(eng, ids=new_alert_ids, limit=100_000) if new_alert_ids else []
+    with eng.connect() as conn:
+        owners = dict(conn.execute(sa.select(appdb.custom_rules.c.id, appdb.custom_rules.c.owner)).all())
+    for row in rows:
+        row["rule_owner"] = owners.get(row["rule_id"])
+    planned = notify.plan(eng, run_id, mav.name, rows)
+    delivered = notify.deliver(eng, run_id=run_id)
+    progress("notify: %d new alerts, %d messages planned, delivery %s", len(rows), planned, delivered)
+    return {"planned": planned, **delivered}

@@ -27,7 +27,7 @@ def test_one_dag_per_mav_file_and_broken_files_skipped(th_home: Path, airflow_db
     assert bag.import_errors == {}
     assert set(bag.dag_ids) == {"trailhouse_mav_alpha", "trailhouse_mav_beta"}
     dag = bag.get_dag("trailhouse_mav_beta")
-    assert set(dag.task_ids) == {"validate_access", "discover", "transform", "commit"}
+    assert set(dag.task_ids) == {"validate_access", "discover", "transform", "commit", "evaluate_rules", "notify"}
     assert dag.max_active_runs == 1
     assert "trailhouse" in dag.tags
     assert dag.catchup is False
