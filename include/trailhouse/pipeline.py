@@ -215,7 +215,6 @@ def run_events(mav: Mav, run_id: str) -> Any:
     An event that was already in the table keeps the key of the file that first brought
     it, so an event is evaluated by exactly one run however often files are redelivered.
     """
-    import pyarrow.dataset as ds
     import sqlalchemy as sa
 
     cfg = settings.load()
@@ -226,26 +225,27 @@ def run_events(mav: Mav, run_id: str) -> Any:
             led.c.mav == mav.name, led.c.run_id == run_id, led.c.status == LOADED))]
     row = appdb.get_run(eng, mav.name, run_id) or {}
     dates = [datetime.fromisoformat(d).date() for d in (row.get("partitions") or "").split(",") if d]
-    dataset = Warehouse(cfg.warehouse_uri).dataset()
+    wh = Warehouse(cfg.warehouse_uri)
     if not keys or not dates:
-        return dataset.schema.empty_table()
-    return dataset.to_table(filter=ds.field("event_date").isin(dates) & ds.field("source_key").isin(keys)
-                            & (ds.field("mav") == mav.name))
+        return wh.select("FALSE")
+    return wh.select(
+        "event_date IN (SELECT unnest($dates)) AND mav = $mav AND source_key IN (SELECT unnest($keys))",
+        {"dates": dates, "mav": mav.name, "keys": keys},
+    )
 
 
 def history_for(events: Any, lookback: Any) -> Any:
     """Events in the look-back window before (and during) `events`, for threshold rules."""
     import pyarrow.compute as pc
-    import pyarrow.dataset as ds
 
-    dataset = Warehouse(settings.load().warehouse_uri).dataset()
     times = events.column("event_time")
     if events.num_rows == 0 or not lookback or times.null_count == events.num_rows:
         return None
     lo, hi = pc.min(times).as_py() - lookback, pc.max(times).as_py()
     days = [lo.date() + timedelta(days=i) for i in range((hi.date() - lo.date()).days + 1)]
-    return dataset.to_table(filter=ds.field("event_date").isin(days)
-                            & (ds.field("event_time") >= lo) & (ds.field("event_time") <= hi))
+    return Warehouse(settings.load().warehouse_uri).select(
+        "event_date IN (SELECT unnest($days)) AND event_time BETWEEN $lo AND $hi", {"days": days, "lo": lo, "hi": hi}
+    )
 
 
 def evaluate_step(mav: Mav, run_id: str) -> dict[str, Any]:
