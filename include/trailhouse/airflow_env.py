@@ -69,8 +69,10 @@ def ensure_db() -> None:
     marker.touch()
 
 
-def store_connection(conn_id: str, access_key_id: str, secret: str, extra: dict[str, Any]) -> None:
-    """Store the IAM key pair as an Airflow AWS connection (encrypted with the Fernet key)."""
+def store_connection(conn_id: str, access_key_id: str, secret: str, extra: dict[str, Any], *,
+                     conn_type: str = "aws", host: str | None = None, port: int | None = None,
+                     description: str = "trailhouse MAV read-only IAM user") -> None:
+    """Store a secret (the IAM key pair, SMTP login) as an Airflow connection, encrypted."""
     ensure_db()
     from airflow.models.connection import Connection
     from airflow.utils.session import create_session
@@ -80,8 +82,10 @@ def store_connection(conn_id: str, access_key_id: str, secret: str, extra: dict[
         session.add(
             Connection(
                 conn_id=conn_id,
-                conn_type="aws",
-                description="trailhouse MAV read-only IAM user",
+                conn_type=conn_type,
+                description=description,
+                host=host,
+                port=port,
                 login=access_key_id,
                 password=secret,
                 extra=json.dumps(extra),

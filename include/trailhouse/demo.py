@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 BUCKET = "trailhouse-demo"
 DEMO_DAYS = 3
@@ -78,6 +79,68 @@ def _demo_user(endpoint: str, policy: str) -> tuple[str, str]:
     return key["AccessKeyId"], key["SecretAccessKey"]
 
 
+@contextlib.contextmanager
+def smtp_server() -> Iterator[tuple[int, list[Any]]]:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1 keeping what it receives; yields (port, messages)."""
+    from email import message_from_bytes, policy
+
+    from aiosmtpd.controller import Controller
+
+    received: list[Any] = []
+
+    class Keep:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            msg = message_from_bytes(envelope.content, policy=policy.default)
+            received.append((envelope.rcpt_tos, msg))
+            return "250 OK"
+
+    port = free_port()
+    controller = Controller(Keep(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield port, received
+    finally:
+        controller.stop()
+
+
+def _demo_owners(accounts: list[str], home: Path) -> Path:
+    """owners.yaml for the demo: two teams sharing the accounts, email through the local server."""
+    import yaml
+
+    half = (len(accounts) + 1) // 2
+    owners = [
+        {"name": "payments-team", "accounts": accounts[:half], "users": ["olivia"],
+         "channels": [{"type": "email", "to": ["payments-sec@example.com"], "connection": "trailhouse_demo_smtp"}]},
+        {"name": "platform-team", "accounts": accounts[half:], "users": ["sam"],
+         "channels": [{"type": "email", "to": ["platform-sec@example.com"], "connection": "trailhouse_demo_smtp"}]},
+    ]
+    path = home / "owners.yaml"
+    path.write_text("# demo owners (trailhouse demo writes this file)\n" + yaml.safe_dump({"owners": owners}, sort_keys=False))
+    return path
+
+
+def _show_alerts(run_id: str, mailbox: list[Any]) -> None:
+    from trailhouse import alerts, appdb, settings
+
+    eng = appdb.engine(settings.load().app_db_url)
+    new = alerts.query(eng, run_id=run_id, limit=100_000)
+    print(f"   alerts: {len(new)} new in this run")
+    per_rule: dict[tuple[str, str], int] = {}
+    for a in new:
+        per_rule[(a["severity"], a["rule_id"])] = per_rule.get((a["severity"], a["rule_id"]), 0) + 1
+    order = {s: i for i, s in enumerate(("critical", "high", "medium", "low", "info"))}
+    for (severity, rule_id), n in sorted(per_rule.items(), key=lambda kv: (order.get(kv[0][0], 9), kv[0][1])):
+        print(f"     {n:4}  {severity:8}  {rule_id}")
+    print(f"   messages received by the local SMTP server: {len(mailbox)}")
+    for rcpt, msg in mailbox:
+        print(f"   --- to {', '.join(rcpt)}: {msg['Subject']}")
+        lines = msg.get_body(preferencelist=("plain",)).get_content().splitlines()
+        for line in lines[:8]:
+            print(f"   | {line}")
+        if len(lines) > 8:
+            print(f"   | ... ({len(lines) - 8} more lines)")
+
+
 def main() -> int:
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "admin")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "admin")
@@ -88,7 +151,7 @@ def main() -> int:
     end = datetime.now(timezone.utc).date() - timedelta(days=1)
     spec = synth.SynthSpec(end=end, days=DEMO_DAYS, bucket=BUCKET)
     print(f"trailhouse demo (home: {settings.load().home})")
-    with moto_server() as endpoint:
+    with moto_server() as endpoint, smtp_server() as (smtp_port, mailbox):
         print(f"1. local S3 endpoint (moto) at {endpoint}")
         s3 = cli.s3_admin_client(endpoint)
         s3.create_bucket(Bucket=BUCKET)
@@ -106,11 +169,18 @@ def main() -> int:
             cli.main(["mav", "add", "demo", "--bucket", BUCKET, "--credentials-csv", str(csv_path),
                       "--endpoint-url", endpoint, "--lookback-hours", str(24 * (DEMO_DAYS + 1)),
                       "--description", "synthetic demo bucket on a local S3 endpoint"])
+        from trailhouse.airflow_env import store_connection
+
+        owners = _demo_owners(written.accounts, settings.load().home)
+        store_connection("trailhouse_demo_smtp", "", "", {"from": "trailhouse@example.com"}, conn_type="smtp",
+                         host="127.0.0.1", port=smtp_port, description="demo SMTP server (aiosmtpd)")
+        print(f"   owners of the accounts: {owners} (email through a local SMTP server on port {smtp_port})")
         print("4. permission report of the demo user:")
         cli.main(["mav", "validate", "demo"])
         print("5. running the MAV's DAG through Airflow")
         result = cli.run_mav("demo")
         cli.print_summary(result)
+        _show_alerts(result["run_id"], mailbox)
     print("6. sample query (trailhouse sql):")
     print(SAMPLE_SQL)
     cols, rows = cli.run_sql(SAMPLE_SQL)
