@@ -44,7 +44,7 @@ def pg_app_db(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
 def test_full_run_idempotent_rerun_late_and_broken_files(
     th_home: Path, pg_app_db: str, airflow_db: None, s3_endpoint: str, s3_admin, tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     spec = synth.SynthSpec(seed=11, accounts=3, days=2, end=END_DAY, files_per_region_day=3, events_per_file=15,
                            regions=("us-east-1", "eu-west-1"), bucket=BUCKET)
@@ -57,8 +57,18 @@ def test_full_run_idempotent_rerun_late_and_broken_files(
     yaml_text = (settings.load().mav_dir / "e2e.yaml").read_text()
     assert secret not in yaml_text and key_id not in yaml_text
 
-    first = cli.run_mav("e2e", at=AT)
-    assert first["failed_tasks"] == []
+    from trailhouse.airflow_env import store_connection
+    from trailhouse.demo import _demo_owners, smtp_server
+
+    _demo_owners(written.accounts, th_home)
+    monkeypatch.setenv("TRAILHOUSE_OWNERS_FILE", str(th_home / "owners.yaml"))
+    with smtp_server() as (smtp_port, mailbox):
+        store_connection("trailhouse_demo_smtp", "", "", {"from": "trailhouse@example.com"}, conn_type="smtp",
+                         host="127.0.0.1", port=smtp_port)
+        first = cli.run_mav("e2e", at=AT)
+        repeat = cli.run_mav("e2e", at=AT)
+    assert first["failed_tasks"] == [] and repeat["failed_tasks"] == []
+    _assert_alerts_once(first["run_id"], mailbox)
     assert first["objects_found"] == written.log_files
     assert first["objects_loaded"] == written.log_files
     assert first["objects_quarantined"] == 0
@@ -77,7 +87,7 @@ def test_full_run_idempotent_rerun_late_and_broken_files(
     ).fetchone()[0]
     assert misplaced == 0
 
-    second = cli.run_mav("e2e", at=AT)
+    second = repeat
     assert (second["objects_loaded"], second["events_loaded"], second["objects_skipped"]) == (0, 0, written.log_files)
 
     late_key, late_body = synth.late_file(spec, datetime(2026, 11, 20, 0, 20, tzinfo=timezone.utc), n_events=5)
@@ -102,6 +112,27 @@ def test_full_run_idempotent_rerun_late_and_broken_files(
     assert total >= 0
 
     _assert_secret_nowhere(secret, key_id, out, th_home)
+
+
+def _assert_alerts_once(run_id: str, mailbox: list) -> None:
+    """Alerts of the run were stored, each event evaluated once, one email per owner."""
+    import sqlalchemy as sa
+
+    from trailhouse import alerts, appdb
+
+    eng = appdb.engine(settings.load().app_db_url)
+    new = alerts.query(eng, run_id=run_id, limit=100_000)
+    assert new, "the synthetic data holds security group changes, root activity and failed logins"
+    assert {a["rule_id"] for a in new} >= {"trailhouse.sg-open-to-world"}
+    with eng.connect() as conn:
+        links = conn.execute(sa.select(sa.func.count()).select_from(appdb.alert_events)).scalar()
+    # Counts are the links (the primary key makes each alert-event link unique).
+    assert links == sum(a["count"] for a in alerts.query(eng, limit=100_000))
+    # One message per owner for the first run; the idempotent second run sends none.
+    recipients = sorted(r for rcpt, _ in mailbox for r in rcpt)
+    assert recipients == ["payments-sec@example.com", "platform-sec@example.com"]
+    for _, msg in mailbox:
+        assert "new alert" in msg["Subject"]
 
 
 def _assert_secret_nowhere(secret: str, key_id: str, output: str, home: Path) -> None:
