@@ -70,6 +70,20 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run the hour ending at this UTC time (e.g. 2026-11-27T10:00) instead of the latest")
     run.set_defaults(func=cmd_run)
 
+    bf = sub.add_parser("backfill", help="load a range of history day by day (resumable; never doubles a load)")
+    bf.add_argument("name")
+    bf.add_argument("--from", dest="first", type=date.fromisoformat, required=True, help="first delivery day (YYYY-MM-DD)")
+    bf.add_argument("--to", dest="last", type=date.fromisoformat, required=True, help="last delivery day, inclusive")
+    bf.add_argument("--workers", type=int, default=2, help="transform processes (default 2)")
+    bf.add_argument("--json", action="store_true")
+    bf.set_defaults(func=cmd_backfill)
+
+    st = sub.add_parser("status", help="a MAV's recent runs, their figures and the delivery-to-load lag")
+    st.add_argument("name")
+    st.add_argument("--runs", type=int, default=10)
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=cmd_status)
+
     sql = sub.add_parser("sql", help="query the warehouse with DuckDB (table: cloudtrail_events)")
     sql.add_argument("query")
     sql.add_argument("--format", choices=("table", "csv", "json"), default="table")
@@ -532,6 +546,81 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         print_summary(result)
     return 1 if result["failed_tasks"] else 0
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from trailhouse import airflow_env, backfill
+    from trailhouse.config import load_mav
+
+    airflow_env.configure()
+    mav = load_mav(settings.load().mav_dir, args.name)
+    print(f"backfill of MAV {mav.name}: delivery days {args.first} .. {args.last} with {args.workers} workers "
+          f"(notify: {'yes' if mav.notify_backfill else 'no, alerts recorded only'})", file=sys.stderr)
+    try:
+        result = backfill.backfill(mav, args.first, args.last, workers=args.workers)
+    except KeyboardInterrupt:
+        print("stopped. Run the same command again to resume: finished days are skipped, and the ledger "
+              "skips every file already loaded.", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        print(f"error: backfill stopped: {type(exc).__name__}: {exc}\nFix the cause and run the same command "
+              "again to resume.", file=sys.stderr)
+        return 1
+    if args.json:
+        from dataclasses import asdict
+
+        print(json.dumps(asdict(result)))
+    else:
+        print(f"{result.days_done} days loaded, {result.days_skipped} already done: {result.objects_loaded:,} files, "
+              f"{result.events_loaded:,} events, {result.duplicates_dropped:,} duplicates dropped, "
+              f"{result.objects_quarantined:,} quarantined, {result.new_alerts:,} new alerts in {result.seconds:.1f}s")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import statistics
+
+    import sqlalchemy as sa
+
+    from trailhouse import appdb
+    from trailhouse.config import load_mav
+    from trailhouse.layout import parse_key
+
+    mav = load_mav(settings.load().mav_dir, args.name)
+    eng = _eng()
+    runs = appdb.latest_runs(eng, mav.name, args.runs)
+    led = appdb.ledger
+    lags: list[float] = []
+    if runs:
+        with eng.connect() as conn:
+            rows = conn.execute(sa.select(led.c.key, led.c.processed_at).where(
+                led.c.mav == mav.name, led.c.run_id == runs[0]["run_id"], led.c.status == "loaded")).all()
+        for key, processed in rows:
+            parsed = parse_key(key)
+            if parsed and parsed.delivered_at:
+                when = processed if processed.tzinfo else processed.replace(tzinfo=timezone.utc)
+                lags.append((when - parsed.delivered_at).total_seconds())
+    with eng.connect() as conn:
+        quarantined = conn.execute(sa.select(sa.func.count()).where(
+            led.c.mav == mav.name, led.c.status == "quarantined")).scalar()
+    lag = ({"median_seconds": statistics.median(lags), "max_seconds": max(lags)} if lags else None)
+    if args.json:
+        print(json.dumps({"mav": mav.name, "runs": runs, "lag": lag, "quarantined_total": quarantined}, default=str))
+        return 0
+    cols = ["run_id", "status", "objects_found", "objects_loaded", "objects_quarantined", "events_loaded",
+            "duplicates_dropped", "list_calls", "get_calls", "bytes"]
+    print_rows(cols + ["seconds"], [tuple(r[c] for c in cols) + (_seconds(r),) for r in runs])
+    if lag:
+        print(f"delivery-to-load lag of the latest run: median {timedelta(seconds=int(lag['median_seconds']))}, "
+              f"max {timedelta(seconds=int(lag['max_seconds']))}")
+    print(f"objects in quarantine: {quarantined}")
+    return 0
+
+
+def _seconds(run: dict[str, Any]) -> str:
+    if run.get("started_at") and run.get("finished_at"):
+        return f"{(run['finished_at'] - run['started_at']).total_seconds():.1f}"
+    return ""
 
 
 # --- sql ---------------------------------------------------------------------------------

@@ -75,6 +75,7 @@ def discover(
     end: datetime,
     *,
     threads: int = 16,
+    lookback_hours: int | None = None,
 ) -> Discovery:
     """New objects delivered before `end` in the day folders of [start - look-back, end).
 
@@ -87,7 +88,8 @@ def discover(
     folders = account_folders(source, mav)
     result.accounts = list(folders)
     result.layouts = sorted({"organization" if "/o-" in f"/{f}" else "account" for f in folders.values()})
-    days = days_between(start - timedelta(hours=mav.lookback_hours), end)
+    lookback = mav.lookback_hours if lookback_hours is None else lookback_hours
+    days = days_between(start - timedelta(hours=lookback), end)
 
     def regions(item: tuple[str, str]) -> list[tuple[str, str, str]]:
         _account, folder = item

@@ -80,12 +80,13 @@ def staging_dir(mav: Mav, run_id: str) -> str:
     return f"{settings.load().staging_uri}/{mav.name}/{safe}"
 
 
-def discover_step(mav: Mav, run_id: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
+def discover_step(mav: Mav, run_id: str, start: datetime, end: datetime, *,
+                  lookback_hours: int | None = None) -> list[dict[str, Any]]:
     """List new objects, record digest/Insights files, and return the batches to transform."""
     cfg = settings.load()
     eng = appdb.engine(cfg.app_db_url)
     source = open_source(mav)
-    found = discover(source, eng, mav, start, end, threads=cfg.download_threads)
+    found = discover(source, eng, mav, start, end, threads=cfg.download_threads, lookback_hours=lookback_hours)
     appdb.record_objects(
         eng,
         mav.name,

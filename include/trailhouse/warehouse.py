@@ -165,7 +165,7 @@ class Warehouse:
         """Rows matching a DuckDB WHERE clause, as an Arrow table in the table's schema."""
         con = self.duckdb()
         try:
-            table = con.execute(f"SELECT * FROM {TABLE} WHERE {where}", params or {}).to_arrow_table()
+            table = con.sql(f"SELECT * FROM {TABLE} WHERE {where}", params=params or {}).to_arrow_table()
         finally:
             con.close()
         return table.cast(ARROW_SCHEMA)
