@@ -84,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=cmd_status)
 
+    mt = sub.add_parser("maintain", help="compact small files, apply retention, vacuum (the daily maintenance DAG's work)")
+    mt.add_argument("names", nargs="*", help="MAVs (default: all)")
+    mt.add_argument("--vacuum-hours", type=int, default=168, help="keep files older versions need for this long")
+    mt.set_defaults(func=cmd_maintain)
+
     sql = sub.add_parser("sql", help="query the warehouse with DuckDB (table: cloudtrail_events)")
     sql.add_argument("query")
     sql.add_argument("--format", choices=("table", "csv", "json"), default="table")
@@ -614,6 +619,24 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"delivery-to-load lag of the latest run: median {timedelta(seconds=int(lag['median_seconds']))}, "
               f"max {timedelta(seconds=int(lag['max_seconds']))}")
     print(f"objects in quarantine: {quarantined}")
+    return 0
+
+
+def cmd_maintain(args: argparse.Namespace) -> int:
+    from trailhouse import maintenance
+    from trailhouse.config import load_mav, load_mavs
+
+    cfg = settings.load()
+    mavs = [load_mav(cfg.mav_dir, n) for n in args.names] if args.names else load_mavs(cfg.mav_dir)
+    for mav in mavs:
+        out = maintenance.maintain(mav, vacuum_hours=args.vacuum_hours)
+        c = out["compaction"]
+        line = (f"{mav.name}: compacted {c['partitions']} partitions ({c['files_before']} -> {c['files_after']} files), "
+                f"{out['files_vacuumed']} old files vacuumed")
+        if "retention" in out:
+            r = out["retention"]
+            line += f"; retention: {r['events_deleted']:,} events before {r['cutoff']} deleted, {r['ledger_keys_pruned']:,} ledger keys pruned"
+        print(line)
     return 0
 
 

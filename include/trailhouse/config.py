@@ -40,6 +40,8 @@ class Mav(BaseModel):
     # Alerts on backfilled history are always recorded; notifying them is opt-in, since a
     # year of old findings in one burst of messages helps nobody.
     notify_backfill: bool = False
+    # Days of events kept in the warehouse (None: forever); enforced by `trailhouse maintain`.
+    retention_days: int | None = Field(default=None, ge=1)
 
     @field_validator("name")
     @classmethod

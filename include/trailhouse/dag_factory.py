@@ -105,6 +105,33 @@ def _mav(name: str) -> Mav:
     return load_mav(settings.load().mav_dir, name)
 
 
+def build_maintenance_dag(names: list[str]) -> Any:
+    """Daily: per MAV, compaction of the recent partitions, retention and vacuum."""
+    from airflow.sdk import DAG, task
+
+    with DAG(
+        dag_id="trailhouse_maintenance",
+        schedule="30 3 * * *",
+        start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+        catchup=False,
+        max_active_runs=1,
+        tags=["trailhouse", "maintenance"],
+        doc_md="Daily housekeeping of every MAV: compaction of small files, retention, vacuum (`trailhouse maintain`).",
+        default_args={"retries": 2, "retry_delay": timedelta(minutes=5)},
+    ) as dag:
+
+        # One MAV at a time: compaction rewrites whole partitions, and two rewrites of the
+        # same day would only conflict and retry.
+        @task(max_active_tis_per_dag=1, map_index_template="{{ task.op_kwargs['name'] }}")
+        def maintain(name: str) -> dict[str, Any]:
+            from trailhouse import maintenance
+
+            return maintenance.maintain(_mav(name))
+
+        maintain.expand(name=names)
+    return dag
+
+
 def build_all() -> dict[str, Any]:
     """{dag_id: DAG} for every valid MAV file.
 
@@ -123,4 +150,7 @@ def build_all() -> dict[str, Any]:
             logging.getLogger(__name__).error("skipping MAV file: %s", exc)
             continue
         dags[mav.dag_id] = build_dag(mav)
+    if dags:
+        names = [dag_id.removeprefix("trailhouse_mav_") for dag_id in dags]
+        dags["trailhouse_maintenance"] = build_maintenance_dag(names)
     return dags

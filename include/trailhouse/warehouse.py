@@ -170,6 +170,44 @@ class Warehouse:
             con.close()
         return table.cast(ARROW_SCHEMA)
 
+    def files_per_partition(self) -> dict[str, int]:
+        if not self.exists():
+            return {}
+        counts: dict[str, int] = {}
+        for action in pa.table(self._table().get_add_actions(flatten=True)).to_pylist():
+            day = str(action.get("partition.event_date"))
+            counts[day] = counts.get(day, 0) + 1
+        return counts
+
+    def compact(self, partitions: list[str] | None = None, *, min_files: int = 2,
+                target_size: int = 256 * 1024 * 1024) -> dict[str, Any]:
+        """Rewrite the small files of each partition (hourly loads make many) into few large ones."""
+        before = self.files_per_partition()
+        todo = [p for p in (partitions or list(before)) if before.get(p, 0) >= min_files]
+        for day in todo:
+            # One partition per commit: bounded memory, and concurrent loads of other days
+            # never conflict with it.
+            self._table().optimize.compact(partition_filters=[("event_date", "=", day)], target_size=target_size)
+        after = self.files_per_partition()
+        return {"partitions": len(todo), "files_before": sum(before.get(p, 0) for p in todo),
+                "files_after": sum(after.get(p, 0) for p in todo),
+                "max_files_per_partition": max(after.values(), default=0)}
+
+    def delete_before(self, mav: str, cutoff: date) -> int:
+        """Delete a MAV's events older than `cutoff` (retention); files go at the next vacuum."""
+        if not self.exists():
+            return 0
+        metrics = self._table().delete(f"mav = {_sql_str(mav)} AND event_date < '{cutoff.isoformat()}'")
+        return int(metrics.get("num_deleted_rows", 0))
+
+    def vacuum(self, retention_hours: int = 168) -> int:
+        """Remove files no table version younger than `retention_hours` needs (readers keep a week)."""
+        if not self.exists():
+            return 0
+        removed = self._table().vacuum(retention_hours=retention_hours, dry_run=False,
+                                       enforce_retention_duration=False)
+        return len(removed)
+
     def stats(self) -> dict[str, Any]:
         if not self.exists():
             return {"files": 0, "partitions": 0, "version": None}

@@ -25,7 +25,7 @@ def test_one_dag_per_mav_file_and_broken_files_skipped(th_home: Path, airflow_db
     (mav_dir / "broken.yaml").write_text("bucket: x\npath: y\n")
     bag = _dagbag()
     assert bag.import_errors == {}
-    assert set(bag.dag_ids) == {"trailhouse_mav_alpha", "trailhouse_mav_beta"}
+    assert set(bag.dag_ids) == {"trailhouse_mav_alpha", "trailhouse_mav_beta", "trailhouse_maintenance"}
     dag = bag.get_dag("trailhouse_mav_beta")
     assert set(dag.task_ids) == {"validate_access", "discover", "transform", "commit", "evaluate_rules", "notify"}
     assert dag.max_active_runs == 1

@@ -1,0 +1,45 @@
+"""Daily housekeeping of a MAV: compaction of small files, retention with a consistent ledger, vacuum."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+import sqlalchemy as sa
+
+from trailhouse import appdb, settings
+from trailhouse.config import Mav
+from trailhouse.layout import parse_key
+from trailhouse.warehouse import Warehouse
+
+
+def prune_ledger(eng: sa.Engine, mav: str, cutoff: date) -> int:
+    """Forget keys of delivery days before `cutoff`: their events are gone, and no run lists those days again."""
+    led = appdb.ledger
+    with eng.connect() as conn:
+        keys = [k for (k,) in conn.execute(sa.select(led.c.key).where(led.c.mav == mav))]
+    old = [k for k in keys if (p := parse_key(k)) is not None and p.day < cutoff]
+    with eng.begin() as conn:
+        for i in range(0, len(old), 500):
+            conn.execute(led.delete().where(led.c.mav == mav, led.c.key.in_(old[i : i + 500])))
+    return len(old)
+
+
+def maintain(mav: Mav, *, today: date | None = None, compact_days: int = 3, vacuum_hours: int = 168) -> dict[str, Any]:
+    """Compact the recent partitions, apply the MAV's retention, vacuum."""
+    cfg = settings.load()
+    wh = Warehouse(cfg.warehouse_uri)
+    today = today or datetime.now(timezone.utc).date()
+    recent = [(today - timedelta(days=i)).isoformat() for i in range(compact_days + 1)]
+    out: dict[str, Any] = {"mav": mav.name, "compaction": wh.compact(recent)}
+    if mav.retention_days:
+        cutoff = today - timedelta(days=mav.retention_days)
+        # The lookback guard: a ledger key is only pruned once no run can list its day.
+        cutoff = min(cutoff, today - timedelta(hours=mav.lookback_hours, days=1))
+        out["retention"] = {
+            "cutoff": cutoff.isoformat(),
+            "events_deleted": wh.delete_before(mav.name, cutoff),
+            "ledger_keys_pruned": prune_ledger(appdb.engine(cfg.app_db_url), mav.name, cutoff),
+        }
+    out["files_vacuumed"] = wh.vacuum(vacuum_hours)
+    return out
