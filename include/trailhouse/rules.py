@@ -209,7 +209,8 @@ class Evaluation:
 
 
 def _like_any(column: str, patterns: Sequence[str]) -> str:
-    return " OR ".join(f"{column} LIKE {_quote(p)}" for p in patterns) or "FALSE"
+    # ESCAPE lets a pattern match a literal '_' or '%' (AWSReservedSSO\_...) where needed.
+    return " OR ".join(f"{column} LIKE {_quote(p)} ESCAPE '\\'" for p in patterns) or "FALSE"
 
 
 def _quote(value: str) -> str:
@@ -322,7 +323,8 @@ BASE_RECORD: dict[str, Any] = {
     "awsRegion": "us-east-1",
     "sourceIPAddress": "198.51.100.7",
     "userAgent": "aws-cli/2.15.0 Python/3.11.6 Linux/6.1 exe/x86_64",
-    "requestParameters": {"maxResults": 100},
+    # No requestParameters in the base: an example's own object would be merged into it.
+    "requestParameters": None,
     "responseElements": None,
     "requestID": "00000000-0000-4000-8000-000000000000",
     "eventID": "00000000-0000-4000-8000-000000000001",

@@ -1,0 +1,166 @@
+"""The built-in rule packs in sql/rules: every rule proven on its own examples with the
+production engine, the packs' invariants, and silence on benign real-world CloudTrail."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from trailhouse import rules
+from trailhouse.rules import SEVERITIES, Rule
+
+RULES: list[Rule] = rules.builtin_rules()
+BY_ID = {r.id: r for r in RULES}
+CIS = [r for r in RULES if r.id.startswith("cis.")]
+PRODUCT = [r for r in RULES if r.id.startswith("trailhouse.")]
+CORPORA = Path(__file__).resolve().parents[1] / "fixtures" / "corpora"
+
+# The 15 monitoring controls of the CIS AWS Foundations Benchmark (v1.4 / v3.0 4.1-4.15).
+CIS_IDS = [
+    "cis.unauthorized-api-calls",         # 4.1
+    "cis.console-signin-without-mfa",     # 4.2
+    "cis.root-account-usage",             # 4.3
+    "cis.iam-policy-changes",             # 4.4
+    "cis.cloudtrail-config-changes",      # 4.5
+    "cis.console-auth-failures",          # 4.6
+    "cis.kms-cmk-disable-or-deletion",    # 4.7
+    "cis.s3-bucket-policy-changes",       # 4.8
+    "cis.config-changes",                 # 4.9
+    "cis.security-group-changes",         # 4.10
+    "cis.nacl-changes",                   # 4.11
+    "cis.network-gateway-changes",        # 4.12
+    "cis.route-table-changes",            # 4.13
+    "cis.vpc-changes",                    # 4.14
+    "cis.organizations-changes",          # 4.15
+]
+# The two CIS patterns that name no event: they select on errorCode / userIdentity.type.
+CIS_WITHOUT_EVENT_NAMES = {"cis.unauthorized-api-calls", "cis.root-account-usage"}
+
+# `event_name = 'X'`, `event_name_base = 'X'` and `event_name IN ('X', 'Y')` (not `<>`, `!=` or NOT IN).
+EVENT_NAME_TERM = re.compile(r"\bevent_name(?:_base)?\s*(?:(?<![<>!])=\s*'([^']+)'|\s+IN\s*\(([^)]*)\))", re.IGNORECASE)
+
+
+def _by_id(selection: list[Rule]) -> dict:
+    return {"argvalues": selection, "ids": [r.id for r in selection]}
+
+
+@pytest.mark.parametrize("rule", **_by_id(RULES))
+def test_examples(rule: Rule) -> None:
+    results = rules.test_rule(rule)
+    assert results, f"{rule.id}: no examples"
+    failures = [
+        f"{r.rule_id} / {r.example!r}: expected {'a match' if r.expected else 'no match'}, "
+        f"{'fired' if r.fired else 'did not fire'}" + (f"; engine error: {r.error}" if r.error else "")
+        for r in results if not r.ok
+    ]
+    assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("rule", **_by_id(RULES))
+def test_condition_passes_the_custom_rule_validator(rule: Rule) -> None:
+    # Built-ins are trusted repo code, but none needs more than a custom rule may use.
+    rules.validate_condition(rule.condition)
+
+
+@pytest.mark.parametrize("rule", **_by_id(RULES))
+def test_rule_is_well_formed(rule: Rule) -> None:
+    assert rule.id.split(".", 1)[0] in ("cis", "trailhouse"), f"{rule.id}: ids are cis.* or trailhouse.*"
+    assert rule.title.strip(), f"{rule.id}: empty title"
+    assert rule.description.strip(), f"{rule.id}: empty description"
+    assert rule.severity in SEVERITIES
+    assert rule.tests.positive, f"{rule.id}: no positive example"
+    assert rule.tests.negative, f"{rule.id}: no negative example"
+    names = [e.name for e in (*rule.tests.positive, *rule.tests.negative)]
+    assert len(names) == len(set(names)), f"{rule.id}: example names repeat"
+    if rule.id.startswith("cis."):
+        assert "cis" in rule.tags and any(t.startswith("cis-v3.0-4.") for t in rule.tags), rule.tags
+        assert any(t.startswith("cis-v1.4-4.") for t in rule.tags), rule.tags
+        assert rule.references, f"{rule.id}: a CIS rule cites where its pattern comes from"
+
+
+def test_ids_are_unique_and_files_are_named_after_them() -> None:
+    ids = [r.id for r in RULES]
+    assert len(ids) == len(set(ids))
+    for path in sorted(rules.RULES_DIR.glob("*.yaml")):
+        assert yaml.safe_load(path.read_text())["id"] == path.stem, path
+    assert sorted(p.stem for p in rules.RULES_DIR.glob("*.yaml")) == sorted(ids)
+
+
+def test_pack_sizes() -> None:
+    assert sorted(r.id for r in CIS) == sorted(CIS_IDS), "the CIS pack is exactly the 15 monitoring controls"
+    assert len(PRODUCT) >= 25
+    assert len(RULES) == len(CIS) + len(PRODUCT)
+
+
+def _event_names(condition: str) -> list[str]:
+    names: list[str] = []
+    for single, listed in EVENT_NAME_TERM.findall(condition):
+        names += [single] if single else re.findall(r"'([^']+)'", listed)
+    return names
+
+
+def test_event_name_parser() -> None:
+    cond = "event_name IN ('A', 'B') AND event_name_base = 'C' AND event_name <> 'D' AND event_name NOT IN ('E')"
+    assert _event_names(cond) == ["A", "B", "C"]
+
+
+@pytest.mark.parametrize("rule", **_by_id(CIS))
+def test_cis_examples_cover_every_event_name(rule: Rule) -> None:
+    names = _event_names(rule.condition)
+    if rule.id in CIS_WITHOUT_EVENT_NAMES:
+        assert not names
+        return
+    assert names, f"{rule.id}: no event names found in the condition"
+    default = rules.BASE_RECORD["eventName"]
+    positives = {e.event.get("eventName", default) for e in rule.tests.positive}
+    negatives = {e.event.get("eventName", default) for e in rule.tests.negative}
+    assert not set(names) - positives, f"{rule.id}: no positive example for {sorted(set(names) - positives)}"
+    assert not set(names) - negatives, f"{rule.id}: no negative example for {sorted(set(names) - negatives)}"
+
+
+# --- benign real-world CloudTrail ---------------------------------------------------------
+
+
+def _fired(records: list[dict]) -> dict[str, set[str]]:
+    """{rule id: event names it matched} for every enabled built-in rule over `records`."""
+    con = rules.connect(rules.records_table(records))
+    try:
+        ev = rules.evaluate(con, [r for r in RULES if r.enabled])
+    finally:
+        con.close()
+    assert not ev.errors, ev.errors
+    fired: dict[str, set[str]] = {}
+    for m in ev.matches:
+        fired.setdefault(m.rule.id, set()).add(m.event["event_name"])
+    return fired
+
+
+def test_silent_on_benign_cli_usage() -> None:
+    records = []
+    for path in sorted((CORPORA / "trailscraper").rglob("*.json")):
+        records += json.loads(path.read_text())["Records"]
+    assert len(records) >= 5
+    # The one exception is legitimate: the smoke-test file carries an AWS documentation
+    # sample (EXAMPLE ids), an API Gateway GetResource call made with the *root* user's
+    # access key. Root usage is exactly what these two rules report, read-only or not.
+    assert _fired(records) == {
+        "cis.root-account-usage": {"GetResource"},
+        "trailhouse.root-activity": {"GetResource"},
+    }
+
+
+def test_silent_on_read_only_error_free_events() -> None:
+    records = []
+    for path in sorted((CORPORA / "invictus_aws_dataset" / "CloudTrail").glob("*.json")):
+        records += [r for r in json.loads(path.read_text())["Records"]
+                    if r.get("readOnly") is True and not r.get("errorCode")]
+    assert len(records) >= 1500
+    # Read-only, error-free calls change nothing, but reading data can itself be the
+    # attack: the dataset holds the Stratus detonation secretsmanager-retrieve-secrets,
+    # whose bursts of 20 GetSecretValue calls within seconds (60 in ten minutes) are what
+    # trailhouse.secrets-mass-retrieval exists to catch. No other rule may fire.
+    assert _fired(records) == {"trailhouse.secrets-mass-retrieval": {"GetSecretValue"}}
