@@ -144,3 +144,11 @@ def test_operations_shows_the_iam_policy_file_as_it_is() -> None:
     blocks = re.findall(r"^```json\n(.*?)^```", OPERATIONS.read_text(), re.S | re.M)
     policy = json.loads((DOCS / "iam-policy.json").read_text())
     assert any(json.loads(b) == policy for b in blocks)
+
+
+def test_every_builtin_rule_is_listed_in_the_rules_doc() -> None:
+    from trailhouse.rules import builtin_rules
+
+    text = (DOCS / "rules.md").read_text()
+    missing = [r.id for r in builtin_rules() if f"`{r.id}`" not in text]
+    assert missing == [], f"add these rules to docs/rules.md: {missing}"
