@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-cluster lint bench clean venv
+.PHONY: demo test test-long test-cluster reliability lint bench clean venv
 
 venv: $(STAMP)
 
@@ -20,11 +20,21 @@ demo: venv
 test: venv
 	$(PY) -m pytest -m "not cluster" $(PYTEST_ARGS)
 
+test-long: venv
+	TRAILHOUSE_FAULTS=all $(PY) -m pytest -m "not cluster" $(PYTEST_ARGS)
+
+reliability: venv
+	$(PY) -m trailhouse.faultsuite --out docs/reliability.md
+
 test-cluster: venv
 	$(PY) -m pytest -m cluster $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check include dags plugins tests
+
+# Benchmarks (docs/performance.md): make bench BENCH_ARGS="--events 200000 --query-events 2000000"
+bench: venv
+	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf .trailhouse tests/artifacts

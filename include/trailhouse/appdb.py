@@ -25,6 +25,7 @@ ledger = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("events", sa.Integer, nullable=False, default=0),
     sa.Column("reason", sa.Text, nullable=False, default=""),
+    sa.Column("sha256", sa.String(64)),
     sa.Column("run_id", sa.String(250), nullable=False),
     sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False),
 )

@@ -84,6 +84,15 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=cmd_status)
 
+    ig = sub.add_parser("integrity", help="verify a window against CloudTrail's digest files; per-account, per-hour completeness")
+    ig.add_argument("name")
+    ig.add_argument("--from", dest="first", type=date.fromisoformat, default=None, help="first day (default: yesterday)")
+    ig.add_argument("--to", dest="last", type=date.fromisoformat, default=None, help="last day, inclusive (default: --from)")
+    ig.add_argument("--no-alerts", action="store_true", help="report only; do not store findings as alerts")
+    ig.add_argument("--all-hours", action="store_true", help="list complete hours too")
+    ig.add_argument("--json", action="store_true")
+    ig.set_defaults(func=cmd_integrity)
+
     mt = sub.add_parser("maintain", help="compact small files, apply retention, vacuum (the daily maintenance DAG's work)")
     mt.add_argument("names", nargs="*", help="MAVs (default: all)")
     mt.add_argument("--vacuum-hours", type=int, default=168, help="keep files older versions need for this long")
@@ -620,6 +629,32 @@ def cmd_status(args: argparse.Namespace) -> int:
               f"max {timedelta(seconds=int(lag['max_seconds']))}")
     print(f"objects in quarantine: {quarantined}")
     return 0
+
+
+def cmd_integrity(args: argparse.Namespace) -> int:
+    from trailhouse import pipeline
+    from trailhouse.config import load_mav
+
+    mav = load_mav(settings.load().mav_dir, args.name)
+    first = args.first or datetime.now(timezone.utc).date() - timedelta(days=1)
+    last = args.last or first
+    start = datetime.combine(first, datetime.min.time(), tzinfo=timezone.utc)
+    end = datetime.combine(last + timedelta(days=1), datetime.min.time(), tzinfo=timezone.utc)
+    out = pipeline.integrity_step(mav, start, end, alert=not args.no_alerts)
+    report, table = out["report"], out["completeness"]
+    if args.json:
+        print(json.dumps({"report": report.to_dict(), "completeness": table, "new_alerts": out["new_alerts"]},
+                         default=str))
+    else:
+        print(report.render())
+        rows = [r for r in table if args.all_hours or not r["complete"]]
+        cols = ["account_id", "region", "hour", "listed", "loaded", "missing", "mismatched", "quarantined"]
+        print(f"\ncompleteness: {sum(r['complete'] for r in table)} of {len(table)} account-hours complete")
+        if rows:
+            print_rows(cols, [tuple(r.get(c) for c in cols) for r in rows])
+        if out["new_alerts"]:
+            print(f"{len(out['new_alerts'])} new alerts (rule trailhouse.integrity-gap)")
+    return 0 if report.ok else 1
 
 
 def cmd_maintain(args: argparse.Namespace) -> int:

@@ -25,13 +25,23 @@ def prune_ledger(eng: sa.Engine, mav: str, cutoff: date) -> int:
     return len(old)
 
 
-def maintain(mav: Mav, *, today: date | None = None, compact_days: int = 3, vacuum_hours: int = 168) -> dict[str, Any]:
-    """Compact the recent partitions, apply the MAV's retention, vacuum."""
+def maintain(mav: Mav, *, today: date | None = None, compact_days: int = 3, vacuum_hours: int = 168,
+             verify: bool = True) -> dict[str, Any]:
+    """Verify yesterday against the digests, compact the recent partitions, apply retention, vacuum."""
     cfg = settings.load()
     wh = Warehouse(cfg.warehouse_uri)
     today = today or datetime.now(timezone.utc).date()
+    out: dict[str, Any] = {"mav": mav.name}
+    if verify:
+        from trailhouse import pipeline
+
+        start = datetime.combine(today - timedelta(days=1), datetime.min.time(), tzinfo=timezone.utc)
+        checked = pipeline.integrity_step(mav, start, start + timedelta(days=1))
+        report = checked["report"]
+        out["integrity"] = {"digests": report.digests, "findings": len(report.findings),
+                            "new_alerts": len(checked["new_alerts"]), "signatures_verified": report.signatures_verified}
     recent = [(today - timedelta(days=i)).isoformat() for i in range(compact_days + 1)]
-    out: dict[str, Any] = {"mav": mav.name, "compaction": wh.compact(recent)}
+    out["compaction"] = wh.compact(recent)
     if mav.retention_days:
         cutoff = today - timedelta(days=mav.retention_days)
         # The lookback guard: a ledger key is only pruned once no run can list its day.

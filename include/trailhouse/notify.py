@@ -36,7 +36,7 @@ import sqlalchemy as sa
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from trailhouse import airflow_env, appdb, settings
+from trailhouse import airflow_env, appdb, faults, settings
 from trailhouse.config import ConfigError
 
 log = logging.getLogger(__name__)
@@ -407,6 +407,7 @@ def deliver(eng: sa.Engine, *, run_id: str | None = None, now: datetime | None =
             secrets += notifier.secrets
             notifier.send(row["subject"], row["body"], message_id(row),
                           alert_ids=[int(i) for i in row["alert_ids"].split(",") if i])
+            faults.point("notify.after_send")
         except Exception as exc:  # any failure of a channel is recorded, then retried
             error = _redact(f"{type(exc).__name__}: {exc}", secrets)
             if attempts >= max_attempts:

@@ -1881,6 +1881,7 @@ class _LogFile:
     oldest: str
     newest: str
     n_records: int
+    sha256: str  # of the uncompressed JSON, as a digest's hashValue
     records: list[dict[str, Any]] | None = None  # kept only where duplicates are drawn from
 
 
@@ -1895,15 +1896,16 @@ def _log_key(acct: _Account, region: str, ts: int, suffix: str) -> str:
 def _make_log(
     acct: _Account, region: str, ts: int, suffix: str, records: list[dict[str, Any]], keep: bool = False
 ) -> _LogFile:
-    body = _gzip(_encode({"Records": records}))
+    text = _encode({"Records": records})
     times = [r["eventTime"] for r in records]
     return _LogFile(
         key=_log_key(acct, region, ts, suffix),
-        body=body,
+        body=_gzip(text),
         delivery=ts,
         oldest=min(times),
         newest=max(times),
         n_records=len(records),
+        sha256=hashlib.sha256(text).hexdigest(),
         records=records if keep else None,
     )
 
@@ -2020,8 +2022,14 @@ def _digests(
 ) -> list[tuple[str, bytes]]:
     """Hourly digests over one day's log files of one account and region.
 
+    As CloudTrail does, hashValue and previousDigestHashValue are the SHA-256 of the
+    UNCOMPRESSED content (the JSON inside the gzip), never of the .json.gz bytes.
+
     The chain restarts every UTC day (the first digest of a day has null previousDigest*,
-    as after a trail restart) so a day's objects never depend on earlier days.
+    as after logging is turned on) so a day's objects never depend on earlier days: a
+    chain running across days would make day D depend on every day before it. Real
+    CloudTrail chains run across days; verifiers treat a null previousDigest* as the
+    start of a chain.
     """
     rng = random.Random(f"{spec.seed}:{acct.index}:{day.isoformat()}:{region}:digest{salt}")
     by_hour: dict[int, list[_LogFile]] = {}
@@ -2059,7 +2067,7 @@ def _digests(
                 {
                     "s3Bucket": spec.bucket,
                     "s3Object": f.key,
-                    "hashValue": hashlib.sha256(f.body).hexdigest(),
+                    "hashValue": f.sha256,
                     "hashAlgorithm": "SHA-256",
                     "newestEventTime": f.newest,
                     "oldestEventTime": f.oldest,
@@ -2067,9 +2075,9 @@ def _digests(
                 for f in files
             ],
         }
-        body = _gzip(_encode(doc))
-        out.append((key, body))
-        prev_key, prev_hash, prev_sig = key, hashlib.sha256(body).hexdigest(), digest_signature(key)
+        text = _encode(doc)
+        out.append((key, _gzip(text)))
+        prev_key, prev_hash, prev_sig = key, hashlib.sha256(text).hexdigest(), digest_signature(key)
         start = doc["digestEndTime"]
     return out
 

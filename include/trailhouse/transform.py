@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 from collections.abc import Iterable, Sequence
@@ -14,7 +15,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from trailhouse import records
+from trailhouse import faults, records
 from trailhouse.layout import parse_key
 from trailhouse.schema import ARROW_SCHEMA, COLUMNS
 from trailhouse.source import ObjectInfo, Source
@@ -34,6 +35,8 @@ class Outcome:
     status: str
     events: int = 0
     reason: str = ""
+    # hex SHA-256 of the uncompressed content: what a CloudTrail digest's hashValue holds
+    sha256: str = ""
 
 
 @dataclass
@@ -50,7 +53,7 @@ class BatchResult:
             "rows": self.rows,
             "bytes": self.bytes,
             "get_calls": self.get_calls,
-            "outcomes": [[o.key, o.etag, o.size, o.status, o.events, o.reason] for o in self.outcomes],
+            "outcomes": [[o.key, o.etag, o.size, o.status, o.events, o.reason, o.sha256] for o in self.outcomes],
         }
 
     @classmethod
@@ -60,7 +63,8 @@ class BatchResult:
             rows=d["rows"],
             bytes=d["bytes"],
             get_calls=d.get("get_calls", 0),
-            outcomes=[Outcome(k, e, s, st, n, r) for k, e, s, st, n, r in d["outcomes"]],
+            # 6 fields before the sha256 was added (XCom of a run started by an older version)
+            outcomes=[Outcome(*o) for o in d["outcomes"]],
         )
 
 
@@ -143,6 +147,7 @@ def transform_batch(
             return
         table = rows_to_frame(pending, accounts, days, keys, mav=mav, ingested_at=ingested_at).to_arrow()
         table = table.cast(ARROW_SCHEMA)
+        faults.point("transform.before_stage")
         if writer is None:
             writer = pq.ParquetWriter(path, ARROW_SCHEMA, compression="zstd")
         writer.write_table(table)
@@ -154,9 +159,13 @@ def transform_batch(
             if isinstance(data, Exception):
                 failures.append(f"{obj.key}: {type(data).__name__}: {data}")
                 continue
+            faults.point("transform.after_download")
             result.bytes += len(data)
             try:
-                rows = records.parse_file(data, obj.key)
+                # records.parse_file, with the uncompressed bytes kept to hash them
+                text = records.decompress(data, obj.key)
+                sha256 = hashlib.sha256(text).hexdigest()
+                rows = [records.record_to_row(r) for r in records.decode_envelope(text)]
             except records.BadObject as exc:
                 result.outcomes.append(Outcome(obj.key, obj.etag, obj.size, QUARANTINED, 0, str(exc)))
                 continue
@@ -166,7 +175,7 @@ def transform_batch(
             days.extend([parsed.day if parsed else None] * len(rows))
             keys.extend([obj.key] * len(rows))
             result.rows += len(rows)
-            result.outcomes.append(Outcome(obj.key, obj.etag, obj.size, LOADED, len(rows)))
+            result.outcomes.append(Outcome(obj.key, obj.etag, obj.size, LOADED, len(rows), "", sha256))
             if len(pending) >= FLUSH_ROWS:
                 flush()
         if failures:

@@ -311,7 +311,8 @@ def test_digests_cover_every_log_file_with_correct_hashes(objects: dict[str, byt
         start = _ts(doc["digestStartTime"])
         for lf in doc["logFiles"]:
             assert lf["hashAlgorithm"] == "SHA-256" and lf["s3Bucket"] == spec.bucket
-            assert lf["hashValue"] == hashlib.sha256(objects[lf["s3Object"]]).hexdigest()
+            # CloudTrail hashes the uncompressed content, not the .json.gz bytes.
+            assert lf["hashValue"] == hashlib.sha256(gzip.decompress(objects[lf["s3Object"]])).hexdigest()
             lm = KEY_RE.match(lf["s3Object"])
             assert lm is not None and (lm["account"], lm["region"]) == (m["account"], m["region"])
             assert start <= _name_ts(lf["s3Object"]) <= end
@@ -341,7 +342,7 @@ def test_digest_chain_links(objects: dict[str, bytes], spec: SynthSpec) -> None:
             assert doc["previousDigestS3Bucket"] == spec.bucket
             assert doc["previousDigestS3Object"] == prev
             assert doc["previousDigestHashAlgorithm"] == "SHA-256"
-            assert doc["previousDigestHashValue"] == hashlib.sha256(objects[prev]).hexdigest()
+            assert doc["previousDigestHashValue"] == hashlib.sha256(gzip.decompress(objects[prev])).hexdigest()
             assert doc["previousDigestSignature"] == digest_signature(prev)
             assert doc["digestStartTime"] == _json(objects[prev])["digestEndTime"]
             linked += 1

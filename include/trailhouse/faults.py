@@ -1,0 +1,24 @@
+"""Fault points for the fault-injection suite: `TRAILHOUSE_FAULT=<point>` kills the process there (SIGKILL)."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+# Every place a crash could leave state half-written, in the order a run reaches them.
+POINTS = (
+    "transform.after_download",  # an object fetched, nothing parsed or staged
+    "transform.before_stage",  # rows parsed, the staged Parquet file not yet closed
+    "commit.before_merge",  # staged files complete, the Delta table untouched
+    "commit.after_merge",  # events committed to the table, keys not yet in the ledger
+    "commit.after_ledger",  # ledger written, the run's figures not yet
+    "evaluate.after_store",  # alerts stored, the task's result not yet returned
+    "notify.after_plan",  # outbox rows planned, nothing sent
+    "notify.after_send",  # a message accepted by the SMTP server, not yet marked sent
+)
+
+
+def point(name: str) -> None:
+    """Die here, like a machine losing power, when the environment asks for this point."""
+    if os.environ.get("TRAILHOUSE_FAULT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
