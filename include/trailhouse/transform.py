@@ -15,7 +15,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from trailhouse import faults, records
+from trailhouse import faults, records, storage
 from trailhouse.layout import parse_key
 from trailhouse.schema import ARROW_SCHEMA, COLUMNS
 from trailhouse.source import ObjectInfo, Source
@@ -131,8 +131,11 @@ def transform_batch(
 ) -> BatchResult:
     """Download, parse and stage one batch; broken files are quarantined, not fatal."""
     ingested_at = ingested_at or datetime.now(timezone.utc)
-    os.makedirs(staging_dir, exist_ok=True)
-    path = os.path.join(staging_dir, f"{uuid.uuid4().hex}.parquet")
+    # The staging folder is under the warehouse: on an object store when the warehouse is,
+    # so the commit task may run on another worker than this transform.
+    storage.makedirs(staging_dir)
+    path = f"{staging_dir.rstrip('/')}/{uuid.uuid4().hex}.parquet"
+    fs, fs_path = storage.resolve(path)
     result = BatchResult(staged=None)
     writer: pq.ParquetWriter | None = None
     pending: list[dict[str, Any]] = []
@@ -149,7 +152,7 @@ def transform_batch(
         table = table.cast(ARROW_SCHEMA)
         faults.point("transform.before_stage")
         if writer is None:
-            writer = pq.ParquetWriter(path, ARROW_SCHEMA, compression="zstd")
+            writer = pq.ParquetWriter(fs_path, ARROW_SCHEMA, compression="zstd", filesystem=fs)
         writer.write_table(table)
         pending.clear(), accounts.clear(), days.clear(), keys.clear()
 
@@ -187,8 +190,8 @@ def transform_batch(
     finally:
         if writer is not None:
             writer.close()
-    if result.rows == 0 and os.path.exists(path):
-        os.remove(path)
+    if result.rows == 0:
+        storage.remove_file(path)
     result.staged = path if result.rows else None
     result.get_calls = source.get_calls - get_calls_before
     return result

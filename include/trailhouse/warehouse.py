@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import date
@@ -75,7 +74,13 @@ class Warehouse:
         if not staged:
             return result
         self.ensure_table()
-        frame = pl.scan_parquet(staged).collect()
+        import pyarrow.parquet as pq
+
+        from trailhouse import storage
+
+        fs, _ = storage.resolve(staged[0])
+        frame = pl.from_arrow(pq.read_table([storage.resolve(p)[1] for p in staged], filesystem=fs,
+                                            schema=ARROW_SCHEMA))
         before = frame.height
         frame = frame.unique(subset=["event_id"], keep="first", maintain_order=True)
         result.duplicates += before - frame.height
@@ -139,26 +144,28 @@ class Warehouse:
         """A DuckDB connection where `cloudtrail_events` is the events table (its current version)."""
         import duckdb
 
+        from trailhouse import storage
+
         con = connection or duckdb.connect()
-        local = "://" not in self.table_uri or self.table_uri.startswith("file://")
         if not self.exists():
             con.register("_empty_events", ARROW_SCHEMA.empty_table())
             con.execute(f"CREATE OR REPLACE VIEW {TABLE} AS SELECT * FROM _empty_events")
-        elif local:
+        else:
             # DuckDB's own Parquet reader over the files of the current Delta version: filter
             # and projection pushdown, partition pruning on event_date, and none of the Arrow
             # dataset interop gaps (an IN list over strings failed there). Partition values
             # live in the paths, typed explicitly so no id-like value is read as a number.
             files = [u.removeprefix("file://") for u in self._table().file_uris()]
+            if storage.is_remote(self.table_uri):
+                # No DuckDB extension for S3 can be fetched offline: DuckDB reads the object
+                # store through the same pyarrow filesystem the writers use.
+                con.register_filesystem(storage.fsspec_for(self.table_uri))
             columns = ", ".join(COLUMN_NAMES)
             con.execute(
                 f"CREATE OR REPLACE VIEW {TABLE} AS SELECT {columns} FROM read_parquet("
                 f"[{', '.join(_sql_str(f) for f in files)}], hive_partitioning = true, "
                 "hive_types = {'event_date': DATE}, union_by_name = true)"
             )
-        else:
-            # No DuckDB extensions can be fetched offline; remote tables go through Arrow.
-            con.register(TABLE, self.dataset())
         return con
 
     def select(self, where: str, params: dict[str, Any] | None = None) -> pa.Table:
@@ -226,8 +233,10 @@ def partitions_of(dates: list[date]) -> list[str]:
 
 
 def remove_staging(path: str) -> None:
-    if path and not path.startswith("s3://"):
-        shutil.rmtree(path, ignore_errors=True)
+    from trailhouse import storage
+
+    if path:
+        storage.remove_tree(path)
 
 
 COLUMN_NAMES = [c.name for c in COLUMNS]
