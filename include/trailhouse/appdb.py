@@ -26,6 +26,10 @@ ledger = sa.Table(
     sa.Column("events", sa.Integer, nullable=False, default=0),
     sa.Column("reason", sa.Text, nullable=False, default=""),
     sa.Column("sha256", sa.String(64)),
+    # comma-separated event dates of the key's events (the partitions they went to)
+    sa.Column("event_dates", sa.Text),
+    # when the rules ran over the key's events (null: not yet; the next evaluation takes it)
+    sa.Column("evaluated_at", sa.DateTime(timezone=True)),
     sa.Column("run_id", sa.String(250), nullable=False),
     sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False),
 )
@@ -114,16 +118,21 @@ def ledgered(eng: sa.Engine, mav: str, prefix: str) -> dict[str, tuple[str, str]
         return {k: (e, s) for k, e, s in conn.execute(q)}
 
 
-def record_objects(eng: sa.Engine, mav: str, run_id: str, rows: Iterable[dict[str, Any]]) -> int:
-    """Upsert ledger rows (key, etag, size, kind, status, events, reason)."""
+def record_objects(eng: sa.Engine, mav: str, run_id: str, rows: Iterable[dict[str, Any]],
+                   *, figures: dict[str, Any] | None = None) -> int:
+    """Upsert ledger rows (key, etag, size, kind, status, events, reason, ...).
+
+    With `figures`, the run's figures are saved in the same transaction: a crash leaves
+    both or neither, never a ledger whose run says it loaded nothing.
+    """
     rows = [dict(r, mav=mav, run_id=run_id, processed_at=now()) for r in rows]
-    if not rows:
-        return 0
     with eng.begin() as conn:
         for chunk in _chunks(rows, 500):
             keys = [r["key"] for r in chunk]
             conn.execute(ledger.delete().where(ledger.c.mav == mav, ledger.c.key.in_(keys)))
             conn.execute(ledger.insert(), chunk)
+        if figures is not None:
+            _save_run(conn, mav, run_id, figures)
     return len(rows)
 
 
@@ -134,14 +143,15 @@ def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
 
 def save_run(eng: sa.Engine, mav: str, run_id: str, **figures: Any) -> None:
     with eng.begin() as conn:
-        exists = conn.execute(
-            sa.select(runs.c.run_id).where(runs.c.mav == mav, runs.c.run_id == run_id)
-        ).first()
-        if exists:
-            conn.execute(runs.update().where(runs.c.mav == mav, runs.c.run_id == run_id).values(**figures))
-        else:
-            figures.setdefault("status", "running")
-            conn.execute(runs.insert().values(mav=mav, run_id=run_id, **figures))
+        _save_run(conn, mav, run_id, figures)
+
+
+def _save_run(conn: Any, mav: str, run_id: str, figures: dict[str, Any]) -> None:
+    exists = conn.execute(sa.select(runs.c.run_id).where(runs.c.mav == mav, runs.c.run_id == run_id)).first()
+    if exists:
+        conn.execute(runs.update().where(runs.c.mav == mav, runs.c.run_id == run_id).values(**figures))
+    else:
+        conn.execute(runs.insert().values(mav=mav, run_id=run_id, **{"status": "running", **figures}))
 
 
 def get_run(eng: sa.Engine, mav: str, run_id: str) -> dict[str, Any] | None:
@@ -213,6 +223,8 @@ alerts = sa.Table(
     # False for alerts of backfilled history when the MAV says not to notify them
     sa.Column("notify", sa.Boolean, nullable=False, default=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    # when the alert went into the notification outbox (null: not yet)
+    sa.Column("planned_at", sa.DateTime(timezone=True)),
     sa.UniqueConstraint("rule_id", "dedup_hash", name="uq_alert_dedup"),
 )
 

@@ -2,8 +2,9 @@
 
 `python -m trailhouse.faultsuite --out docs/reliability.md` writes the table; `make test` runs
 the same scenarios (tests/test_faults.py). Each run is a real `trailhouse run` process: a
-fault kills it with SIGKILL, and the retry re-runs the same Airflow DAG run (same logical
-date, same run id), as clearing a failed run in Airflow does.
+fault kills it with SIGKILL, and the retry runs the same interval again as a new DAG run
+(what an operator does after a crash). That is stricter than Airflow's own task retry,
+which keeps the run id: nothing may depend on the memory of the run that died.
 """
 
 from __future__ import annotations
@@ -191,7 +192,7 @@ def run_suite(workdir: Path, points: tuple[str, ...] = POINTS, say: Any = print)
         for i, fault in enumerate(points, 1):
             t0 = time.monotonic()
             start = len(mailbox)
-            at = AT + timedelta(seconds=i)  # its own DAG run, the same data interval
+            at = AT + timedelta(seconds=i)  # its own DAG runs, the same data interval
             killed = lab.run(fault, at, fault) == -9
             if fault == "notify.after_send":
                 # The claimed message's lease must run out before a retry may send it again.

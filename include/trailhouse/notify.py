@@ -274,6 +274,12 @@ def plan(eng: sa.Engine, run_id: str, mav: str, alert_rows: Sequence[Mapping[str
     ts = _utc(now)
     planned = 0
     with eng.begin() as conn:
+        # Marked in the same transaction as the outbox rows: an alert is planned exactly
+        # once, whichever run (or retry) gets to it after a crash.
+        ids_all = [int(a["id"]) for a in alert_rows if a.get("id") is not None]
+        for i in range(0, len(ids_all), 500):
+            conn.execute(appdb.alerts.update().where(appdb.alerts.c.id.in_(ids_all[i : i + 500]))
+                         .values(planned_at=ts))
         for name, (owner, alerts) in sorted(groups.items()):
             subject, body = render(mav, run_id, name, alerts)
             ids = ",".join(str(i) for i in sorted({int(a["id"]) for a in alerts}))

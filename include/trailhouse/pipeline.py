@@ -149,6 +149,7 @@ def commit_step(mav: Mav, run_id: str, results: list[dict[str, Any]]) -> dict[st
 
     A crash between the two leaves keys unledgered: the next try loads them again and the
     merge on event_id drops them as duplicates, so nothing is lost and nothing doubled.
+    The ledger and the run's figures are written in one transaction.
     """
     cfg = settings.load()
     eng = appdb.engine(cfg.app_db_url)
@@ -158,29 +159,34 @@ def commit_step(mav: Mav, run_id: str, results: list[dict[str, Any]]) -> dict[st
     committed = Warehouse(cfg.warehouse_uri).commit(staged, run_id=run_id)
     faults.point("commit.after_merge")
     outcomes = [o for b in batches for o in b.outcomes]
+    dates = {k: v for b in batches for k, v in b.dates.items()}
+    figures: dict[str, Any] = {"finished_at": appdb.now(), "status": "success"}
+    previous = appdb.get_run(eng, mav.name, run_id) or {}
+    if outcomes or not previous.get("objects_loaded"):
+        # A retry of a run whose commit already finished finds nothing new: it keeps the
+        # figures of the attempt that did the work instead of overwriting them with zeros.
+        figures.update(
+            objects_loaded=sum(1 for o in outcomes if o.status == LOADED),
+            objects_quarantined=sum(1 for o in outcomes if o.status == QUARANTINED),
+            events_loaded=committed.inserted,
+            duplicates_dropped=committed.duplicates,
+            get_calls=sum(b.get_calls for b in batches),
+            bytes=sum(b.bytes for b in batches),
+            partitions=",".join(committed.partitions),
+        )
     appdb.record_objects(
         eng,
         mav.name,
         run_id,
         (
             {"key": o.key, "etag": o.etag, "size": o.size, "kind": "CloudTrail", "status": o.status,
-             "events": o.events, "reason": o.reason, "sha256": o.sha256 or None}
+             "events": o.events, "reason": o.reason, "sha256": o.sha256 or None,
+             "event_dates": ",".join(dates.get(o.key, [])) or None}
             for o in outcomes
         ),
+        figures=figures,
     )
     faults.point("commit.after_ledger")
-    figures = {
-        "finished_at": appdb.now(),
-        "status": "success",
-        "objects_loaded": sum(1 for o in outcomes if o.status == LOADED),
-        "objects_quarantined": sum(1 for o in outcomes if o.status == QUARANTINED),
-        "events_loaded": committed.inserted,
-        "duplicates_dropped": committed.duplicates,
-        "get_calls": sum(b.get_calls for b in batches),
-        "bytes": sum(b.bytes for b in batches),
-        "partitions": ",".join(committed.partitions),
-    }
-    appdb.save_run(eng, mav.name, run_id, **figures)
     progress("commit: %d events inserted, %d duplicates dropped, %d partitions, table version %s",
              committed.inserted, committed.duplicates, len(committed.partitions), committed.version)
     remove_staging(staging_dir(mav, run_id))
@@ -213,11 +219,13 @@ def quarantined(mav: Mav, run_id: str) -> list[dict[str, Any]]:
         return [dict(r) for r in conn.execute(q).mappings()]
 
 
-def run_events(mav: Mav, run_id: str) -> Any:
-    """The events this run inserted: rows of the run's partitions whose source key it loaded.
+def pending_events(mav: Mav) -> tuple[Any, list[str]]:
+    """The events of the MAV's loaded keys that no evaluation has taken yet, and those keys.
 
-    An event that was already in the table keeps the key of the file that first brought
-    it, so an event is evaluated by exactly one run however often files are redelivered.
+    Evaluation is state in the ledger, not the memory of one run: whichever run (or retry,
+    or re-run after a crash) evaluates next takes exactly what is left. An event that was
+    already in the table keeps the key of the file that first brought it, so redelivered
+    files never bring an event back for a second evaluation.
     """
     import sqlalchemy as sa
 
@@ -225,17 +233,17 @@ def run_events(mav: Mav, run_id: str) -> Any:
     eng = appdb.engine(cfg.app_db_url)
     led = appdb.ledger
     with eng.connect() as conn:
-        keys = [k for (k,) in conn.execute(sa.select(led.c.key).where(
-            led.c.mav == mav.name, led.c.run_id == run_id, led.c.status == LOADED))]
-    row = appdb.get_run(eng, mav.name, run_id) or {}
-    dates = [datetime.fromisoformat(d).date() for d in (row.get("partitions") or "").split(",") if d]
+        rows = conn.execute(sa.select(led.c.key, led.c.event_dates).where(
+            led.c.mav == mav.name, led.c.status == LOADED, led.c.evaluated_at.is_(None))).all()
+    keys = [k for k, _ in rows]
+    dates = sorted({datetime.fromisoformat(d).date() for _, ds in rows for d in (ds or "").split(",") if d})
     wh = Warehouse(cfg.warehouse_uri)
     if not keys or not dates:
-        return wh.select("FALSE")
+        return wh.select("FALSE"), keys
     return wh.select(
         "event_date IN (SELECT unnest($dates)) AND mav = $mav AND source_key IN (SELECT unnest($keys))",
         {"dates": dates, "mav": mav.name, "keys": keys},
-    )
+    ), keys
 
 
 def history_for(events: Any, lookback: Any) -> Any:
@@ -258,9 +266,10 @@ def evaluate_step(mav: Mav, run_id: str) -> dict[str, Any]:
 
     cfg = settings.load()
     eng = appdb.engine(cfg.app_db_url)
-    events = run_events(mav, run_id)
+    events, keys = pending_events(mav)
     enabled = rulebook.all_rules(eng, enabled_only=True)
     if events.num_rows == 0:
+        _mark_evaluated(eng, mav, keys)
         progress("evaluate_rules: no new events")
         return {"events": 0, "matches": 0, "new_alerts": [], "rule_errors": {}}
     lookback = max((r.max_lookback for r in enabled), default=None)
@@ -271,6 +280,9 @@ def evaluate_step(mav: Mav, run_id: str) -> dict[str, Any]:
     notify = mav.notify_backfill or not run_id.startswith("backfill__")
     new = alerts.store(eng, result.matches, mav=mav.name, run_id=run_id, notify=notify)
     faults.point("evaluate.after_store")
+    # After the alerts are stored: a crash before this line re-evaluates these keys, and
+    # storing the same matches again changes nothing.
+    _mark_evaluated(eng, mav, keys)
     for rule_id, error in result.errors.items():
         log.error("rule %s failed: %s", rule_id, error)
     progress("evaluate_rules: %d rules over %d events: %d matches, %d new alerts%s", len(enabled), events.num_rows,
@@ -278,14 +290,29 @@ def evaluate_step(mav: Mav, run_id: str) -> dict[str, Any]:
     return {"events": events.num_rows, "matches": len(result.matches), "new_alerts": new, "rule_errors": result.errors}
 
 
-def notify_step(mav: Mav, run_id: str, new_alert_ids: list[int]) -> dict[str, Any]:
-    """One message per recipient per run through the outbox (a retry never re-plans)."""
+def _mark_evaluated(eng: Any, mav: Mav, keys: list[str]) -> None:
+    led = appdb.ledger
+    with eng.begin() as conn:
+        for i in range(0, len(keys), 500):
+            conn.execute(led.update().where(led.c.mav == mav.name, led.c.key.in_(keys[i : i + 500]))
+                         .values(evaluated_at=appdb.now()))
+
+
+def notify_step(mav: Mav, run_id: str, new_alert_ids: list[int] | None = None) -> dict[str, Any]:
+    """One message per recipient per run, for every alert of the MAV not yet planned.
+
+    Like evaluation, this is state: alerts are marked planned in the same transaction as
+    their outbox rows, so an alert stored by a run that crashed is notified by the next.
+    """
     import sqlalchemy as sa
 
-    from trailhouse import alerts, notify
+    from trailhouse import notify
 
     eng = appdb.engine(settings.load().app_db_url)
-    rows = alerts.query(eng, ids=new_alert_ids, limit=100_000) if new_alert_ids else []
+    a = appdb.alerts
+    with eng.connect() as conn:
+        rows = [dict(r) for r in conn.execute(sa.select(a).where(
+            a.c.mav == mav.name, a.c.notify.is_(True), a.c.planned_at.is_(None)).order_by(a.c.id)).mappings()]
     with eng.connect() as conn:
         owners = dict(conn.execute(sa.select(appdb.custom_rules.c.id, appdb.custom_rules.c.owner)).all())
     for row in rows:
@@ -294,7 +321,7 @@ def notify_step(mav: Mav, run_id: str, new_alert_ids: list[int]) -> dict[str, An
     faults.point("notify.after_plan")
     # Every due message, not only this run's: a failed delivery of an earlier run is retried here.
     delivered = notify.deliver(eng)
-    progress("notify: %d new alerts, %d messages planned, delivery %s", len(rows), planned, delivered)
+    progress("notify: %d alerts to notify, %d messages planned, delivery %s", len(rows), planned, delivered)
     return {"planned": planned, **delivered}
 
 

@@ -46,6 +46,9 @@ class BatchResult:
     rows: int = 0
     bytes: int = 0
     get_calls: int = 0
+    # The event dates (partitions) of each loaded key: the ledger keeps them so that rule
+    # evaluation finds a run's events again after any crash or retry.
+    dates: dict[str, list[str]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -53,6 +56,7 @@ class BatchResult:
             "rows": self.rows,
             "bytes": self.bytes,
             "get_calls": self.get_calls,
+            "dates": self.dates,
             "outcomes": [[o.key, o.etag, o.size, o.status, o.events, o.reason, o.sha256] for o in self.outcomes],
         }
 
@@ -63,6 +67,7 @@ class BatchResult:
             rows=d["rows"],
             bytes=d["bytes"],
             get_calls=d.get("get_calls", 0),
+            dates=d.get("dates", {}),
             # 6 fields before the sha256 was added (XCom of a run started by an older version)
             outcomes=[Outcome(*o) for o in d["outcomes"]],
         )
@@ -148,8 +153,11 @@ def transform_batch(
         nonlocal writer
         if not pending:
             return
-        table = rows_to_frame(pending, accounts, days, keys, mav=mav, ingested_at=ingested_at).to_arrow()
-        table = table.cast(ARROW_SCHEMA)
+        frame = rows_to_frame(pending, accounts, days, keys, mav=mav, ingested_at=ingested_at)
+        per_key = frame.group_by("source_key").agg(pl.col("event_date").unique().sort())
+        for key, key_dates in per_key.iter_rows():
+            result.dates[key] = sorted({*result.dates.get(key, []), *(str(d) for d in key_dates)})
+        table = frame.to_arrow().cast(ARROW_SCHEMA)
         faults.point("transform.before_stage")
         if writer is None:
             writer = pq.ParquetWriter(fs_path, ARROW_SCHEMA, compression="zstd", filesystem=fs)
