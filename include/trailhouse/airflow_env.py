@@ -93,20 +93,31 @@ def store_connection(conn_id: str, access_key_id: str, secret: str, extra: dict[
         )
 
 
-def get_credentials(conn_id: str) -> tuple[str, str]:
-    """The key pair of a connection, inside a task (Task SDK) or in the CLI (database)."""
+def get_connection(conn_id: str) -> Any:
+    """An Airflow connection, inside a task (Task SDK) or in the CLI (Airflow's secrets backends).
+
+    LookupError when there is none.
+    """
     try:
         from airflow.sdk import BaseHook
 
-        conn = BaseHook.get_connection(conn_id)
+        return BaseHook.get_connection(conn_id)
     except Exception as task_sdk_error:  # outside a task: read Airflow's secrets backends directly
         ensure_db()
         try:
             from airflow.models.connection import Connection
 
-            conn = Connection.get_connection_from_secrets(conn_id)
+            return Connection.get_connection_from_secrets(conn_id)
         except Exception:
-            raise MissingConnection(conn_id) from task_sdk_error
+            raise LookupError(conn_id) from task_sdk_error
+
+
+def get_credentials(conn_id: str) -> tuple[str, str]:
+    """The key pair of a MAV's connection."""
+    try:
+        conn = get_connection(conn_id)
+    except LookupError:
+        raise MissingConnection(conn_id) from None
     if not conn.login or not conn.password:
         raise MissingConnection(conn_id)
     return conn.login, conn.password

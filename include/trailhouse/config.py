@@ -7,16 +7,43 @@ import io
 import re
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 
 
 class ConfigError(ValueError):
     """A MAV file or a credentials file that cannot be used; the message says how to fix it."""
+
+
+def _quoted(v: Any) -> Any:
+    if isinstance(v, list) and any(isinstance(a, int) for a in v):
+        raise ValueError("account ids are 12 digits written as quoted strings ('012345678901'): "
+                         "YAML reads unquoted ones as numbers and drops leading zeros")
+    return v
+
+
+def _account_ids(v: list[str]) -> list[str]:
+    bad = [a for a in v if not re.fullmatch(r"\d{12}", a)]
+    if bad:
+        raise ValueError(f"account ids are 12 digits (keep leading zeros; quote them in YAML): {bad}")
+    return sorted(set(v))
+
+
+# A list of AWS account ids as YAML files hold them: quoted, 12 digits, leading zeros kept.
+AccountIds = Annotated[list[str], BeforeValidator(_quoted), AfterValidator(_account_ids)]
 
 
 class Mav(BaseModel):
@@ -30,7 +57,7 @@ class Mav(BaseModel):
     prefix: str = ""
     region: str = "us-east-1"
     endpoint_url: str | None = None
-    accounts: list[str] = Field(default_factory=list)
+    accounts: AccountIds = Field(default_factory=list)
     connection_id: str | None = None
     lookback_hours: int = Field(default=24, ge=1, le=24 * 31)
     schedule: str = "0 * * * *"
@@ -55,22 +82,6 @@ class Mav(BaseModel):
     def _prefix(cls, v: str) -> str:
         v = v.strip("/")
         return f"{v}/" if v else ""
-
-    @field_validator("accounts", mode="before")
-    @classmethod
-    def _quoted(cls, v: Any) -> Any:
-        if isinstance(v, list) and any(isinstance(a, int) for a in v):
-            raise ValueError("account ids are 12 digits written as quoted strings ('012345678901'): "
-                             "YAML reads unquoted ones as numbers and drops leading zeros")
-        return v
-
-    @field_validator("accounts")
-    @classmethod
-    def _accounts(cls, v: list[str]) -> list[str]:
-        bad = [a for a in v if not re.fullmatch(r"\d{12}", a)]
-        if bad:
-            raise ValueError(f"account ids are 12 digits (keep leading zeros; quote them in YAML): {bad}")
-        return sorted(set(v))
 
     @model_validator(mode="after")
     def _source(self) -> Mav:

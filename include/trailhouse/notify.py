@@ -37,7 +37,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from trailhouse import airflow_env, appdb, faults, settings
-from trailhouse.config import ConfigError
+from trailhouse.config import AccountIds, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ class Owner(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=128)
-    accounts: list[str] = Field(default_factory=list)
+    accounts: AccountIds = Field(default_factory=list)
     users: list[str] = Field(default_factory=list)
     channels: list[Channel] = Field(min_length=1)
 
@@ -141,22 +141,6 @@ class Owner(BaseModel):
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9 _.@-]*", v):
             raise ValueError("use letters, digits, spaces, '_', '.', '@' and '-'")
         return v
-
-    @field_validator("accounts", mode="before")
-    @classmethod
-    def _quoted(cls, v: Any) -> Any:
-        if isinstance(v, list) and any(isinstance(a, int) for a in v):
-            raise ValueError("account ids are 12 digits written as quoted strings ('012345678901'): "
-                             "YAML reads unquoted ones as numbers and drops leading zeros")
-        return v
-
-    @field_validator("accounts")
-    @classmethod
-    def _accounts(cls, v: list[str]) -> list[str]:
-        bad = [a for a in v if not re.fullmatch(r"\d{12}", a)]
-        if bad:
-            raise ValueError(f"account ids are 12 digits (keep leading zeros; quote them in YAML): {bad}")
-        return sorted(set(v))
 
     @model_validator(mode="after")
     def _distinct_channels(self) -> Owner:
@@ -519,20 +503,11 @@ def _notifier_for(row: Mapping[str, Any], by_name: Mapping[str, Owner], config_e
 
 
 def _connection(conn_id: str) -> Any:
-    """An Airflow connection, inside a task (Task SDK) or in the CLI (Airflow's secrets backends)."""
     try:
-        from airflow.sdk import BaseHook
-
-        return BaseHook.get_connection(conn_id)
-    except Exception as task_sdk_error:  # outside a task: read Airflow's secrets backends directly
-        airflow_env.ensure_db()
-        try:
-            from airflow.models.connection import Connection
-
-            return Connection.get_connection_from_secrets(conn_id)
-        except Exception:
-            raise NotifyError(f"no Airflow connection {conn_id!r}; add it with `airflow connections add "
-                              f"{conn_id} ...` (see owners.yaml's channel types)") from task_sdk_error
+        return airflow_env.get_connection(conn_id)
+    except LookupError as exc:
+        raise NotifyError(f"no Airflow connection {conn_id!r}; add it with `airflow connections add "
+                          f"{conn_id} ...` (see owners.yaml's channel types)") from exc
 
 
 def _extra(conn: Any) -> dict[str, Any]:
