@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -100,6 +102,34 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA busy_timeout = 30000")
     cur.execute("PRAGMA journal_mode = WAL")
     cur.close()
+
+
+@contextlib.contextmanager
+def writer_lock(eng: sa.Engine, name: str = "cloudtrail_events") -> Iterator[None]:
+    """Held while a commit writes the warehouse table: one writer at a time, on any machine.
+
+    PostgreSQL: a session advisory lock (every worker of a cluster shares the database).
+    SQLite means one machine: a file lock beside the database file.
+    """
+    if eng.dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        with eng.connect() as conn:
+            conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            try:
+                yield
+            finally:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                conn.commit()
+        return
+    import fcntl
+
+    db_path = Path(eng.url.database or "trailhouse.db")
+    with open(db_path.with_name(f".{db_path.name}.{name}.lock"), "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def now() -> datetime:

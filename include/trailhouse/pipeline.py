@@ -156,7 +156,7 @@ def commit_step(mav: Mav, run_id: str, results: list[dict[str, Any]]) -> dict[st
     batches = [BatchResult.from_dict(r) for r in results if r]
     staged = [b.staged for b in batches if b.staged]
     faults.point("commit.before_merge")
-    committed = Warehouse(cfg.warehouse_uri).commit(staged, run_id=run_id)
+    committed = Warehouse(cfg.warehouse_uri).commit(staged, run_id=run_id, lock=appdb.writer_lock(eng))
     faults.point("commit.after_merge")
     outcomes = [o for b in batches for o in b.outcomes]
     dates = {k: v for b in batches for k, v in b.dates.items()}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -14,10 +13,6 @@ import pyarrow as pa
 from trailhouse.schema import ARROW_SCHEMA, COLUMNS, PARTITION_BY
 
 TABLE = "cloudtrail_events"
-# Rows merged per Delta commit: large enough to keep the number of table versions low,
-# small enough to hold in memory while merging a backfill.
-MERGE_ROWS = 1_000_000
-COMMIT_ATTEMPTS = 5
 
 
 @dataclass
@@ -26,6 +21,22 @@ class CommitResult:
     duplicates: int = 0
     partitions: list[str] = field(default_factory=list)
     version: int | None = None
+
+
+class _Counted:
+    """A RecordBatchReader in the table's schema that counts the rows passed on."""
+
+    def __init__(self, reader: pa.RecordBatchReader) -> None:
+        self.rows = 0
+        self._reader = reader
+
+    def __arrow_c_stream__(self, requested_schema: Any = None) -> Any:
+        def batches() -> Any:
+            for batch in self._reader:
+                self.rows += batch.num_rows
+                yield batch.cast(ARROW_SCHEMA)
+
+        return pa.RecordBatchReader.from_batches(ARROW_SCHEMA, batches()).__arrow_c_stream__(requested_schema)
 
 
 class Warehouse:
@@ -64,67 +75,95 @@ class Warehouse:
             if not self.exists():  # lost a creation race to another writer: fine
                 raise
 
-    def commit(self, staged: list[str], *, run_id: str = "") -> CommitResult:
-        """Merge staged Parquet files into the table on event_id; each commit is atomic.
+    def commit(self, staged: list[str], *, run_id: str = "", lock: Any = None) -> CommitResult:
+        """Add the staged rows whose event_id the table does not hold yet; one atomic commit.
 
-        Re-committing the same files inserts nothing, so a retried commit (or a re-run of a
-        whole interval) never duplicates an event.
+        Under the table's writer lock: DuckDB streams the staged files, keeps one row per
+        event_id, drops the ids already in the touched partitions (reading only their
+        event_id column), and the rest is appended to the Delta table as one version. A
+        retried commit, or a re-run of a whole interval, inserts nothing. Memory stays
+        bounded (DuckDB spills), unlike a MERGE, which rewrote and held far more.
         """
         result = CommitResult()
         if not staged:
             return result
         self.ensure_table()
-        import pyarrow.parquet as pq
+        with lock if lock is not None else self._local_lock():
+            con = self._commit_connection(staged)
+            try:
+                total = con.execute("SELECT count(*) FROM staged").fetchone()[0]
+                dates = [d for (d,) in con.execute("SELECT DISTINCT event_date FROM staged ORDER BY 1").fetchall()]
+                result.partitions = [str(d) for d in dates]
+                existing = self._table().file_uris(partition_filters=[("event_date", "in", result.partitions)])
+                existing = [u.removeprefix("file://") for u in existing]
+                known = (f"SELECT event_id FROM read_parquet([{', '.join(_sql_str(f) for f in existing)}])"
+                         if existing else "SELECT NULL::VARCHAR AS event_id WHERE FALSE")
+                columns = ", ".join(COLUMN_NAMES)
+                reader = con.sql(
+                    f"SELECT {columns} FROM staged "
+                    f"WHERE event_id NOT IN ({known}) "
+                    "QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY source_key, ingested_at) = 1"
+                ).to_arrow_reader(64 * 1024)
+                counted = _Counted(reader)
+                self._append(counted, run_id)
+            finally:
+                con.close()
+        result.inserted = counted.rows
+        result.duplicates = total - counted.rows
+        result.version = self._table().version()
+        return result
+
+    def _commit_connection(self, staged: list[str]) -> Any:
+        import tempfile
+
+        import duckdb
 
         from trailhouse import storage
 
-        fs, _ = storage.resolve(staged[0])
-        frame = pl.from_arrow(pq.read_table([storage.resolve(p)[1] for p in staged], filesystem=fs,
-                                            schema=ARROW_SCHEMA))
-        before = frame.height
-        frame = frame.unique(subset=["event_id"], keep="first", maintain_order=True)
-        result.duplicates += before - frame.height
-        result.partitions = sorted({str(d) for d in frame.get_column("event_date").unique().to_list()})
-        for offset in range(0, frame.height, MERGE_ROWS):
-            chunk = frame.slice(offset, MERGE_ROWS).to_arrow().cast(ARROW_SCHEMA)
-            inserted, version = self._merge(chunk, run_id)
-            result.inserted += inserted
-            result.duplicates += chunk.num_rows - inserted
-            result.version = version
-        return result
+        con = duckdb.connect(config={"threads": 2, "memory_limit": "1GB",
+                                     "temp_directory": tempfile.gettempdir() + "/trailhouse-duckdb"})
+        con.execute("SET TimeZone = 'UTC'")
+        for uri in {self.table_uri, *staged}:
+            if storage.is_remote(uri):
+                con.register_filesystem(storage.fsspec_for(uri))
+                break
+        files = ", ".join(_sql_str(p) for p in staged)
+        con.execute(f"CREATE VIEW staged AS SELECT * FROM read_parquet([{files}])")
+        return con
 
-    def _merge(self, chunk: pa.Table, run_id: str) -> tuple[int, int]:
-        from deltalake import CommitProperties
-        from deltalake.exceptions import CommitFailedError
+    def _append(self, batches: Any, run_id: str) -> None:
+        from deltalake import CommitProperties, write_deltalake
 
-        dates = sorted({str(d) for d in chunk.column("event_date").to_pylist()})
-        # Naming the partitions in the predicate lets Delta read only those partitions'
-        # files instead of the whole table.
-        in_dates = ", ".join(f"'{d}'" for d in dates)
-        predicate = f"t.event_date IN ({in_dates}) AND t.event_id = s.event_id AND t.event_date = s.event_date"
-        for attempt in range(COMMIT_ATTEMPTS):
-            try:
-                metrics = (
-                    self._table()
-                    .merge(
-                        chunk,
-                        predicate=predicate,
-                        source_alias="s",
-                        target_alias="t",
-                        streamed_exec=False,
-                        commit_properties=CommitProperties(custom_metadata={"trailhouse.run_id": run_id}),
-                    )
-                    .when_not_matched_insert_all()
-                    .execute()
-                )
-                return int(metrics.get("num_target_rows_inserted", 0)), self._table().version()
-            except CommitFailedError:
-                # Another writer committed first (e.g. another MAV's run); merge again on
-                # the new version, which re-checks every event_id.
-                if attempt == COMMIT_ATTEMPTS - 1:
-                    raise
-                time.sleep(0.5 * 2**attempt)
-        raise AssertionError("unreachable")
+        write_deltalake(
+            self.table_uri,
+            batches,
+            mode="append",
+            partition_by=list(PARTITION_BY),
+            storage_options=self.storage_options,
+            commit_properties=CommitProperties(custom_metadata={"trailhouse.run_id": run_id}),
+        )
+
+    def _local_lock(self) -> Any:
+        """One writer at a time for a local table (a file lock); remote tables pass theirs."""
+        import contextlib
+        import fcntl
+
+        from trailhouse import storage
+
+        if storage.is_remote(self.table_uri):
+            raise ValueError("commits to a remote table need the deployment's writer lock (appdb.writer_lock)")
+
+        @contextlib.contextmanager
+        def held() -> Any:
+            Path(self.uri).mkdir(parents=True, exist_ok=True)
+            with open(Path(self.uri) / f".{TABLE}.lock", "w") as f:
+                fcntl.flock(f, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(f, fcntl.LOCK_UN)
+
+        return held()
 
     def dataset(self) -> Any:
         """A pyarrow dataset over the table's current version (empty table if none yet)."""
