@@ -90,11 +90,31 @@ def engine(url: str) -> sa.Engine:
             from alembic import command
 
             cfg = _alembic_config(url)
-            with eng.begin() as conn:
+            with _migration_lock(eng), eng.begin() as conn:
+                if eng.dialect.name == "postgresql":
+                    # Many tasks may first open a fresh database at once: one migrates, the
+                    # others wait and then find it at head.
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(7271650105)"))
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
             _MIGRATED.add(url)
         return eng
+
+
+@contextlib.contextmanager
+def _migration_lock(eng: sa.Engine) -> Iterator[None]:
+    if eng.dialect.name != "sqlite" or not eng.url.database:
+        yield
+        return
+    import fcntl
+
+    path = Path(eng.url.database)
+    with open(path.with_name(f".{path.name}.migrate.lock"), "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -109,17 +129,19 @@ def writer_lock(eng: sa.Engine, name: str = "cloudtrail_events") -> Iterator[Non
     """Held while a commit writes the warehouse table: one writer at a time, on any machine.
 
     PostgreSQL: a session advisory lock (every worker of a cluster shares the database).
-    SQLite means one machine: a file lock beside the database file.
+    SQLite means one machine: a file lock beside the database file (so a warehouse shared by
+    workers on several machines needs the PostgreSQL app database).
     """
     if eng.dialect.name == "postgresql":
         key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
-        with eng.connect() as conn:
+        # Autocommit: the session holds the lock without an open transaction, so no
+        # idle-in-transaction timeout can end it halfway through a commit.
+        with eng.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": key})
             try:
                 yield
             finally:
                 conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-                conn.commit()
         return
     import fcntl
 

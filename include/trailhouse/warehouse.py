@@ -87,8 +87,10 @@ class Warehouse:
         result = CommitResult()
         if not staged:
             return result
-        self.ensure_table()
         with lock if lock is not None else self._local_lock():
+            # Inside the lock: two first commits racing to create the table would otherwise
+            # both succeed and leave a second CREATE as version 1.
+            self.ensure_table()
             con = self._commit_connection(staged)
             try:
                 total = con.execute("SELECT count(*) FROM staged").fetchone()[0]
@@ -106,11 +108,11 @@ class Warehouse:
                 ).to_arrow_reader(64 * 1024)
                 counted = _Counted(reader)
                 self._append(counted, run_id)
+                result.version = self._table().version()
             finally:
                 con.close()
         result.inserted = counted.rows
         result.duplicates = total - counted.rows
-        result.version = self._table().version()
         return result
 
     def _commit_connection(self, staged: list[str]) -> Any:
@@ -186,7 +188,8 @@ class Warehouse:
         from trailhouse import storage
 
         con = connection or duckdb.connect()
-        if not self.exists():
+        files = [u.removeprefix("file://") for u in self._table().file_uris()] if self.exists() else []
+        if not files:
             con.register("_empty_events", ARROW_SCHEMA.empty_table())
             con.execute(f"CREATE OR REPLACE VIEW {TABLE} AS SELECT * FROM _empty_events")
         else:
@@ -194,7 +197,6 @@ class Warehouse:
             # and projection pushdown, partition pruning on event_date, and none of the Arrow
             # dataset interop gaps (an IN list over strings failed there). Partition values
             # live in the paths, typed explicitly so no id-like value is read as a number.
-            files = [u.removeprefix("file://") for u in self._table().file_uris()]
             if storage.is_remote(self.table_uri):
                 # No DuckDB extension for S3 can be fetched offline: DuckDB reads the object
                 # store through the same pyarrow filesystem the writers use.
