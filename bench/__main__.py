@@ -1,0 +1,314 @@
+"""`make bench BENCH_ARGS="..."`: ingest, baselines, discovery, queries and rules on one set of synthetic files."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import baselines, data, discovery, ingest, profiling, queries, rules_bench
+from bench.common import MIB, Sheet, isolated, markdown, render
+
+SECTIONS = ("ingest", "duckdb", "floor", "discovery", "moto", "queries", "rules", "profile")
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> dict[str, Any]:
+    import importlib.metadata as md
+
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import psutil
+
+    versions = {}
+    for pkg in ("polars", "duckdb", "deltalake", "pyarrow", "msgspec", "isal", "psutil", "moto"):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            versions[pkg] = None
+    return {"nproc": os.cpu_count(), "ram_gib": round(psutil.virtual_memory().total / 2**30, 1), "cpu": cpu,
+            "python": platform.python_version(), "platform": platform.platform(), "versions": versions}
+
+
+def git_state() -> dict[str, Any]:
+    """The commit and the uncommitted files the run measured (others may be editing include/ meanwhile)."""
+    import hashlib
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*a: str) -> str:
+        try:
+            return subprocess.run(["git", *a], cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    code = hashlib.sha256()
+    for path in sorted((root / "include" / "trailhouse").rglob("*.py")):
+        code.update(path.read_bytes())
+    return {"head": git("rev-parse", "HEAD"), "dirty": git("status", "--porcelain", "include").splitlines(),
+            "include_sha256": code.hexdigest()[:16]}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    p.add_argument("--events", type=int, default=1_000_000, help="events in the synthetic files (default 1,000,000; at least ~32,000: one file per account, region and day)")
+    p.add_argument("--query-events", type=int, default=10_000_000,
+                   help="events in the query warehouse (default 10,000,000; built from the ingested table)")
+    p.add_argument("--skip", default="", help=f"comma-separated sections to skip: {', '.join(SECTIONS)} "
+                                              "('baselines' = duckdb,floor)")
+    p.add_argument("--profile-events", type=int, default=50_000, help="events in the profiled batch (default 50,000)")
+    p.add_argument("--keep", action="store_true", help="keep the work directory")
+    p.add_argument("--wait-for-quiet", type=float, default=0.0, metavar="SECONDS",
+                   help="before each section wait up to SECONDS for the CPUs to be < 25%% busy (shared machines)")
+    p.add_argument("--out", type=Path, default=None, help="results JSON path (default bench/results/<timestamp>.json)")
+    args = p.parse_args(argv)
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    if "baselines" in skip:
+        skip |= {"duckdb", "floor"}
+    unknown = skip - set(SECTIONS) - {"baselines"}
+    if unknown:
+        p.error(f"unknown section(s) in --skip: {', '.join(sorted(unknown))}; known: {', '.join(SECTIONS)}")
+    args.skip_set = skip
+    return args
+
+
+LOAD: list[dict[str, Any]] = []
+
+
+WAIT_FOR_QUIET = 0.0
+
+
+def wait_for_quiet(max_seconds: float) -> float:
+    """Wait (up to max_seconds) until other processes leave the CPUs mostly idle; returns the busy % seen last."""
+    import psutil
+
+    deadline = time.monotonic() + max_seconds
+    while True:
+        busy = psutil.cpu_percent(interval=2.0)
+        if busy < 25 or time.monotonic() >= deadline:
+            return busy
+        time.sleep(3)
+
+
+def step(msg: str) -> None:
+    busy = None
+    if WAIT_FOR_QUIET > 0 and msg != "done":
+        t0 = time.monotonic()
+        busy = wait_for_quiet(WAIT_FOR_QUIET)
+        print(f"[bench] waited {time.monotonic() - t0:.0f} s for quiet CPUs ({busy:.0f}% busy)", file=sys.stderr)
+    load1 = os.getloadavg()[0]
+    LOAD.append({"at": time.strftime("%H:%M:%S"), "step": msg, "load1": load1, "cpu_busy_pct": busy})
+    print(f"[bench {time.strftime('%H:%M:%S')}] (load {load1:.1f}) {msg}", file=sys.stderr, flush=True)
+
+
+def targets(sheet: Sheet, got: dict[str, Any]) -> None:
+    """The performance targets, each with whether this run meets it."""
+    s = "targets"
+
+    def add(name: str, value: Any, unit: str, met: bool | None, note: str) -> None:
+        verdict = "n/a" if met is None else ("MET" if met else "NOT MET")
+        sheet.add(s, name, value, unit, ratio=verdict, note=note)
+
+    runs = {r.workers: r for r in got.get("ingest", [])}
+    two = runs.get(2)
+    duck = got.get("baselines", {}).get("duckdb")
+    floor = got.get("baselines", {}).get("floor")
+    if two and duck:
+        ours, theirs = two.events / two.wall_s, duck["rows"] / duck["seconds"]
+        add("ingest >= 3x DuckDB events/s (2 workers vs 2 threads)", ours / theirs, "x", ours / theirs >= 3,
+            f"end to end {ours:,.0f} vs {theirs:,.0f} events/s; transform-only "
+            f"{two.events / two.transform_s / theirs:.2f}x; per CPU-second "
+            f"{(two.events / two.cpu_s) / (duck['rows'] / duck['cpu_s']):.2f}x")
+    if two and floor:
+        floor2 = 2 * floor["records"] / (floor["isal_s"] + floor["msgspec_s"])
+        ours = two.events / two.wall_s
+        fc = floor["records"] / (floor["isal_cpu_s"] + floor["msgspec_cpu_s"])
+        add("ingest within 3x of gunzip+parse floor (2 cores)", floor2 / ours, "x slower than floor",
+            floor2 / ours <= 3, f"floor {floor2:,.0f} events/s (2 x 1 core); ours end to end {ours:,.0f}; "
+                                f"transform-only {floor2 / (two.events / two.transform_s):.2f}x; per CPU-second "
+                                f"{fc / (two.events / two.cpu_s):.2f}x")
+    if runs:
+        worst = max(r.worker_peak_rss for r in runs.values())
+        add("transform worker peak RSS < 1 GiB", worst / MIB, "MiB", worst < 1024 * MIB,
+            "biggest transform worker process (VmHWM)")
+        commit = max(r.parent_peak_rss for r in runs.values())
+        n = max(r.events for r in runs.values())
+        add("commit process peak RSS < 1 GiB", commit / MIB, "MiB", commit < 1024 * MIB,
+            f"Warehouse.commit of all {n:,} staged rows in one process (here the parent; in Airflow the commit task)")
+    disc = got.get("discovery")
+    if disc:
+        for store in sorted({r["store"] for r in disc}):
+            rows = [r for r in disc if r["store"] == store]
+            calls_flat = len({r["list_calls"] for r in rows}) == 1
+            growth = rows[-1]["seconds"] / rows[0]["seconds"]
+            per_call = rows[-1]["one_list_s"] / rows[0]["one_list_s"]
+            # Flat = the same LIST calls, and any growth in time explained by the store's
+            # per-call latency (moto scans its whole bucket on every LIST; S3 does not).
+            flat = calls_flat and (growth <= 1.5 or growth / per_call <= 1.5)
+            add(f"discovery flat in history ({store})", growth, f"x time {rows[-1]['days']}d vs {rows[0]['days']}d",
+                flat,
+                f"LIST calls {', '.join(str(r['list_calls']) for r in rows)} for {', '.join(str(r['days']) for r in rows)} "
+                f"days; one LIST {per_call:.2f}x slower at {rows[-1]['days']}d; flat = same LIST calls and time "
+                f"growth <= 1.5x beyond the store's per-call latency")
+    q = got.get("queries")
+    if q:
+        n = q["warehouse"]["events"]
+        worst = max(max(v["duckdb_s"], v["polars_s"]) for v in q["queries"].values())
+        best_each = max(min(v["duckdb_s"], v["polars_s"]) for v in q["queries"].values())
+        slow = [k.split(".")[0] for k, v in q["queries"].items() if max(v["duckdb_s"], v["polars_s"]) >= 1]
+        add(f"queries < 1 s on {n / 1e6:g}M events (both engines)", worst, "s (slowest)",
+            worst < 1 and n >= 10_000_000 if n >= 10_000_000 else None,
+            f"slowest query/engine {worst:.2f} s; with the faster engine per query {best_each:.2f} s; "
+            f"over 1 s: {', '.join(slow) or 'none'}" + ("" if n >= 10_000_000 else "; table < 10M events: not judged"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    global WAIT_FOR_QUIET
+    args = parse_args(argv)
+    skip = args.skip_set
+    WAIT_FOR_QUIET = args.wait_for_quiet
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+    base_dir = os.environ.get("TRAILHOUSE_BENCH_DIR")
+    if base_dir:
+        Path(base_dir).mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f"trailhouse-bench-{stamp}-", dir=base_dir or "/tmp"))
+    sheet = Sheet()
+    sheet.details["machine"] = machine()
+    sheet.details["args"] = {"events": args.events, "query_events": args.query_events, "skip": sorted(skip),
+                             "profile_events": args.profile_events}
+    sheet.details["work_dir"] = str(work)
+    sheet.details["git"] = git_state()
+    got: dict[str, Any] = {}
+    t_all = time.perf_counter()
+    try:
+        step(f"work dir {work}; generating ~{args.events:,} events")
+        ds = data.build(work, args.events, sheet)
+
+        base_uri = None
+        if "ingest" not in skip:
+            runs = []
+            for workers in (1, 2):
+                step(f"ingest with {workers} worker process(es)")
+                runs.append(ingest.run(ds, work, workers))
+            ingest.report(ds, runs, sheet)
+            got["ingest"] = runs
+            base_uri = runs[0].warehouse
+            for r in runs[1:]:
+                shutil.rmtree(r.warehouse, ignore_errors=True)
+            for tag in ("1w", "2w"):
+                shutil.rmtree(work / f"staging-{tag}", ignore_errors=True)
+
+        if {"duckdb", "floor"} - skip:
+            step("baselines: DuckDB read_json and gunzip/parse floors")
+            got["baselines"] = baselines.run(ds.log_files, work, ds.events, sheet, skip)
+
+        if "ingest" in got and "baselines" in got:
+            s = "ratios"
+            duck = got["baselines"].get("duckdb")
+            floor = got["baselines"].get("floor")
+            for r in got["ingest"]:
+                w = f"{r.workers}w"
+                for label, eps in (("end to end", r.events / r.wall_s), ("transform-only", r.events / r.transform_s)):
+                    if duck:
+                        d = duck["rows"] / duck["seconds"]
+                        sheet.add(s, f"ours {w} {label} / duckdb (2 threads)", eps / d, "x")
+                        if label == "end to end":
+                            sheet.add(s, f"ours {w} / duckdb, events per CPU-second", (r.events / r.cpu_s)
+                                      / (duck["rows"] / duck["cpu_s"]), "x", note="little affected by other load")
+                    if floor:
+                        f1 = floor["records"] / (floor["isal_s"] + floor["msgspec_s"])
+                        sheet.add(s, f"ours {w} {label} / floor ({r.workers} core{'s' if r.workers > 1 else ''})",
+                                  eps / (f1 * r.workers), "x", note="1.0 = as fast as gunzip + msgspec decode")
+                        if label == "end to end":
+                            fc = floor["records"] / (floor["isal_cpu_s"] + floor["msgspec_cpu_s"])
+                            sheet.add(s, f"ours {w} / floor, events per CPU-second", (r.events / r.cpu_s) / fc, "x",
+                                      note="little affected by other load")
+
+        if "discovery" not in skip or "moto" not in skip:
+            results = []
+            if "discovery" not in skip:
+                step("discovery: local bucket, 7 / 30 / 90 days of history")
+                results += discovery.run_local(work)
+            if "moto" not in skip:
+                step("discovery: moto S3 server, 7 / 30 / 90 days of history")
+                try:
+                    results += discovery.run_moto(work)
+                except Exception as exc:  # moto is optional here: say why and go on
+                    sheet.add("discovery", "moto S3", None, note=f"skipped: {type(exc).__name__}: {exc}")
+            discovery.report(results, sheet)
+            got["discovery"] = results
+
+        if ({"queries", "rules"} - skip) and base_uri is None:
+            step("no ingest section: loading the data once (untimed) for queries/rules")
+            base_uri = ingest.run(ds, work, 2).warehouse
+
+        if "queries" not in skip:
+            assert base_uri is not None
+            step(f"queries: building a {args.query_events:,}-event warehouse")
+            q_uri = str(work / "warehouse-queries")
+            built, _ = isolated(queries.build, base_uri, q_uri, args.query_events)
+            step("queries: running")
+            res, rss = isolated(queries.run_queries, q_uri, data.END)
+            queries.report(built, res, rss, sheet)
+            got["queries"] = {"warehouse": built, **res}
+            shutil.rmtree(q_uri, ignore_errors=True)
+
+        if "rules" not in skip:
+            assert base_uri is not None
+            step("rules: built-in rules over the ingested events")
+            res, rss = isolated(rules_bench.evaluate_all, base_uri)
+            rules_bench.report(res, rss, sheet)
+
+        if "profile" not in skip:
+            step(f"profile: one transform_batch of ~{args.profile_events:,} events under cProfile")
+            per_event = ds.uncompressed_bytes / max(1, ds.events)
+            objs, size = [], 0
+            for path in ds.log_files:
+                objs.append((path.relative_to(ds.root).as_posix(), "bench", path.stat().st_size))
+                size += data.gzip_isize(path)
+                if size >= args.profile_events * per_event:
+                    break
+            res, _ = isolated(profiling.profile_batch, str(ds.root), objs, str(work / "staging-profile"))
+            profiling.report(res, sheet)
+
+        step("done")
+        loads = [x["load1"] for x in LOAD]
+        sheet.add("machine", "1-min load average at section starts", f"{min(loads):.1f}..{max(loads):.1f}", "",
+                  note=f"{os.cpu_count()} CPUs; above ~2 means other processes competed for the cores")
+        sheet.details["load"] = LOAD
+        targets(sheet, got)
+        sheet.details["total_seconds"] = time.perf_counter() - t_all
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+    out = args.out or RESULTS / f"{stamp}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({**sheet.to_dict(), "markdown": markdown(sheet)}, indent=2, default=str) + "\n")
+    print(render(sheet))
+    prof = sheet.details.get("profile")
+    if prof:
+        print("\nTop functions of the profiled transform_batch (by own time):")
+        for r in prof["top_tottime"]:
+            print(f"  {r['tottime']:7.2f} s own  {r['cumtime']:7.2f} s cum  {r['ncalls']:>9,} calls  {r['function']}")
+    print(f"\nresults: {out}  (total {sheet.details['total_seconds']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
