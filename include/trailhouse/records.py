@@ -51,6 +51,14 @@ def _tree(columns: tuple[Column, ...]) -> dict[str, Any]:
 
 
 TREE = _tree(COLUMNS)
+# Per top-level key, how record_to_row handles it (a dict lookup instead of type checks).
+_STRING, _BLOB, _SCALAR, _NESTED = 1, 2, 3, 4
+_UNKNOWN = (0, None)
+_DISPATCH: dict[str, tuple[int, Any]] = {
+    key: ((_STRING if spec.kind == STR else _BLOB if spec.kind == JSON else _SCALAR, spec)
+          if isinstance(spec, Column) else (_NESTED, spec))
+    for key, spec in TREE.items()
+}
 SOURCE_COLUMNS = tuple(c.name for c in COLUMNS if c.path is not None)
 
 
@@ -125,7 +133,12 @@ def _strip(obj: dict[str, Any], tree: dict[str, Any], row: dict[str, Any]) -> bo
         if spec is None:
             continue
         value = obj[key]
-        if isinstance(spec, Column):
+        if spec.__class__ is Column:
+            if spec.kind == STR and value.__class__ is str:  # the common case, without a call
+                row[spec.name] = value
+                del obj[key]
+                moved = True
+                continue
             col_value, exact = _convert(spec, value)
             if col_value is not None:
                 row[spec.name] = col_value
@@ -146,20 +159,31 @@ def record_to_row(record: dict[str, msgspec.Raw]) -> dict[str, Any]:
     row: dict[str, Any] = {}
     extras: dict[str, Any] = {}
     for key, raw in record.items():
-        spec = TREE.get(key)
-        if spec is None:
-            extras[key] = raw
-        elif isinstance(spec, Column) and spec.kind == JSON:
-            if bytes(raw) == b"null":  # msgspec.Raw never equals bytes: compare the bytes
+        how, spec = _DISPATCH.get(key, _UNKNOWN)
+        if how == _STRING:  # the common case, kept free of calls: a string that is a string
+            value = _any.decode(raw)
+            if value.__class__ is str:
+                row[spec.name] = value
+                continue
+            col_value, exact = _convert(spec, value)
+            if col_value is not None:
+                row[spec.name] = col_value
+            if not exact:
+                extras[key] = raw
+        elif how == _BLOB:
+            text = bytes(raw)
+            if text == b"null":  # kept in extra_fields, so the column is null, not 'null'
                 extras[key] = raw
             else:
-                row[spec.name] = bytes(raw).decode()
-        elif isinstance(spec, Column):
+                row[spec.name] = text.decode()
+        elif how == _SCALAR:
             col_value, exact = _convert(spec, _any.decode(raw))
             if col_value is not None:
                 row[spec.name] = col_value
             if not exact:
                 extras[key] = raw
+        elif how == _UNKNOWN[0]:
+            extras[key] = raw
         else:
             value = _any.decode(raw)
             if not isinstance(value, dict):
