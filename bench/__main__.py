@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import baselines, data, discovery, ingest, profiling, queries, rules_bench
+from bench import backfill_bench, baselines, data, discovery, ingest, profiling, queries, rules_bench
 from bench.common import MIB, Sheet, isolated, markdown, render
 
-SECTIONS = ("ingest", "duckdb", "floor", "discovery", "moto", "queries", "rules", "profile")
+SECTIONS = ("ingest", "duckdb", "floor", "backfill", "discovery", "moto", "queries", "rules", "profile")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -238,6 +238,10 @@ def main(argv: list[str] | None = None) -> int:
                             fc = floor["records"] / (floor["isal_cpu_s"] + floor["msgspec_cpu_s"])
                             sheet.add(s, f"ours {w} / floor, events per CPU-second", (r.events / r.cpu_s) / fc, "x",
                                       note="little affected by other load")
+
+        if "backfill" not in skip:
+            step("backfill: every delivery day of the bucket, 2 workers")
+            got["backfill"] = backfill_bench.run(ds, work, sheet)
 
         if "discovery" not in skip or "moto" not in skip:
             results = []
