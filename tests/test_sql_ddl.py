@@ -10,6 +10,7 @@ import pytest
 import sqlglot
 import yaml
 from sqlglot import exp
+
 from trailhouse.schema import ARROW_SCHEMA, COLUMNS, PARTITION_BY
 from trailhouse.warehouse import TABLE, Warehouse
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -12,7 +12,7 @@ from trailhouse import appdb
 from trailhouse.rules import Match
 
 STATUSES = ("open", "acknowledged", "resolved")
-_LAST = datetime.max.replace(tzinfo=timezone.utc)  # sorts events without a time last
+_LAST = datetime.max.replace(tzinfo=UTC)  # sorts events without a time last
 
 
 def store(eng: sa.Engine, matches: Iterable[Match], *, mav: str, run_id: str, notify: bool) -> list[int]:

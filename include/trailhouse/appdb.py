@@ -6,7 +6,7 @@ import contextlib
 import hashlib
 import threading
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -155,7 +155,7 @@ def writer_lock(eng: sa.Engine, name: str = "cloudtrail_events") -> Iterator[Non
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def ledgered(eng: sa.Engine, mav: str, prefix: str) -> dict[str, tuple[str, str]]:

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from trailhouse import appdb, pipeline, settings
@@ -73,7 +73,7 @@ def backfill(
                 say(f"[{n}/{len(days)}] {day}: done earlier, skipped")
                 continue
             t0 = time.monotonic()
-            start = datetime.combine(day, datetime.min.time(), tzinfo=timezone.utc)
+            start = datetime.combine(day, datetime.min.time(), tzinfo=UTC)
             batches = pipeline.discover_step(mav, run_id, start, start + timedelta(days=1), lookback_hours=0)
             futures = [pool.submit(_transform, mav.name, run_id, b) for b in batches]
             results = []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from trailhouse import settings
@@ -35,7 +35,7 @@ def build_dag(mav: Mav, *, retries: int = 2) -> Any:
         # Interval semantics (start, end) on purpose: each run loads the files delivered in
         # its own hour, so a retry or a backfill of that hour does the same work.
         schedule=CronDataIntervalTimetable(mav.schedule, timezone="UTC"),
-        start_date=datetime.combine(mav.start_date, datetime.min.time(), tzinfo=timezone.utc),
+        start_date=datetime.combine(mav.start_date, datetime.min.time(), tzinfo=UTC),
         catchup=False,
         max_active_runs=1,
         tags=["trailhouse", "mav"],
@@ -112,7 +112,7 @@ def build_maintenance_dag(names: list[str]) -> Any:
     with DAG(
         dag_id="trailhouse_maintenance",
         schedule="30 3 * * *",
-        start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+        start_date=datetime(2026, 1, 1, tzinfo=UTC),
         catchup=False,
         max_active_runs=1,
         tags=["trailhouse", "maintenance"],

@@ -11,7 +11,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -148,7 +148,7 @@ def main() -> int:
     from trailhouse.airflow_env import configure
 
     configure()
-    end = datetime.now(timezone.utc).date() - timedelta(days=1)
+    end = datetime.now(UTC).date() - timedelta(days=1)
     spec = synth.SynthSpec(end=end, days=DEMO_DAYS, bucket=BUCKET)
     print(f"trailhouse demo (home: {settings.load().home})")
     with moto_server() as endpoint, smtp_server() as (smtp_port, mailbox):

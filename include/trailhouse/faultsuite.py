@@ -17,14 +17,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from trailhouse.faults import POINTS
 
 END_DAY = date(2026, 11, 20)
-AT = datetime(2026, 11, 21, 6, 0, tzinfo=timezone.utc)
+AT = datetime(2026, 11, 21, 6, 0, tzinfo=UTC)
 
 
 @dataclass
@@ -207,7 +207,6 @@ def run_suite(workdir: Path, points: tuple[str, ...] = POINTS, say: Any = print)
 
 
 def _expire_leases(lab: Lab, scenario: str) -> None:
-    import sqlalchemy as sa
 
     from trailhouse import appdb, settings
 
@@ -215,7 +214,7 @@ def _expire_leases(lab: Lab, scenario: str) -> None:
         eng = appdb.engine(settings.load().app_db_url)
         with eng.begin() as conn:
             conn.execute(appdb.notifications.update().where(appdb.notifications.c.status == "pending")
-                         .values(next_attempt_at=datetime(2000, 1, 1, tzinfo=timezone.utc)))
+                         .values(next_attempt_at=datetime(2000, 1, 1, tzinfo=UTC)))
         eng.dispose()
 
 
@@ -227,7 +226,7 @@ def render(outcomes: list[Outcome], command: str) -> str:
         rows.append(f"| `{o.fault}` | {o.what} | {'yes' if o.killed else 'NO'} | {o.events_lost} | {o.events_duplicated} "
                     f"| {o.alerts_lost} | {o.alerts_duplicated} | {o.messages_lost} | {o.messages_duplicated} "
                     f"| {o.deliveries_repeated} |")
-    return "\n".join(rows) + f"\n\nProduced by `{command}` on {datetime.now(timezone.utc):%Y-%m-%d}.\n"
+    return "\n".join(rows) + f"\n\nProduced by `{command}` on {datetime.now(UTC):%Y-%m-%d}.\n"
 
 
 def main(argv: list[str] | None = None) -> int:

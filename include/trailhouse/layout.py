@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 # AWSLogs/[o-org/]<account>/<kind>/<region>/YYYY/MM/DD/<file>; anything before AWSLogs/
 # is the trail's prefix (Control Tower puts the organisation id there instead of after
@@ -42,7 +42,7 @@ class LogKey:
             return None
         text = m.group(1)
         fmt = "%Y%m%dT%H%M%SZ" if len(text) == 16 else "%Y%m%dT%H%MZ"
-        return datetime.strptime(text, fmt).replace(tzinfo=timezone.utc)
+        return datetime.strptime(text, fmt).replace(tzinfo=UTC)
 
 
 def parse_key(key: str) -> LogKey | None:

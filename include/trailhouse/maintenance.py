@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -30,12 +30,12 @@ def maintain(mav: Mav, *, today: date | None = None, compact_days: int = 3, vacu
     """Verify yesterday against the digests, compact the recent partitions, apply retention, vacuum."""
     cfg = settings.load()
     wh = Warehouse(cfg.warehouse_uri)
-    today = today or datetime.now(timezone.utc).date()
+    today = today or datetime.now(UTC).date()
     out: dict[str, Any] = {"mav": mav.name}
     if verify:
         from trailhouse import pipeline
 
-        start = datetime.combine(today - timedelta(days=1), datetime.min.time(), tzinfo=timezone.utc)
+        start = datetime.combine(today - timedelta(days=1), datetime.min.time(), tzinfo=UTC)
         checked = pipeline.integrity_step(mav, start, start + timedelta(days=1))
         report = checked["report"]
         out["integrity"] = {"digests": report.digests, "findings": len(report.findings),

@@ -8,7 +8,7 @@ import re
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -285,7 +285,7 @@ def evaluate(con: Any, rules: Iterable[Rule]) -> Evaluation:
             cur = con.execute(sql)
             cols = [d[0] for d in cur.description]
             for row in cur.fetchall():
-                event = dict(zip(cols, row))
+                event = dict(zip(cols, row, strict=True))
                 out.matches.append(_match(rule, event))
         except Exception as exc:  # one broken rule must not hide the others' alerts
             out.errors[rule.id] = f"{type(exc).__name__}: {exc}"
@@ -297,7 +297,7 @@ def _match(rule: Rule, event: dict[str, Any]) -> Match:
     when: datetime | None = event.get("event_time")
     period_start = None
     if when is not None:
-        epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
+        epoch = datetime(1970, 1, 1, tzinfo=UTC)
         period_start = epoch + ((when - epoch) // period) * period
     values = [f"{name}={event.get(name, '')}" for name in rule.dedup.fields]
     key = "|".join([*values, f"period={period_start.isoformat() if period_start else ''}"])
@@ -379,7 +379,7 @@ def records_table(recs: list[dict[str, Any]], *, mav: str = "examples") -> Any:
     rows = rec_mod.parse_file(data)
     n = len(rows)
     frame = transform.rows_to_frame(rows, [None] * n, [None] * n, ["examples"] * n, mav=mav,
-                                    ingested_at=datetime.now(timezone.utc))
+                                    ingested_at=datetime.now(UTC))
     return frame.to_arrow().cast(ARROW_SCHEMA)
 
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import uuid
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 import polars as pl
@@ -140,7 +139,7 @@ def transform_batch(
     ingested_at: datetime | None = None,
 ) -> BatchResult:
     """Download, parse and stage one batch; broken files are quarantined, not fatal."""
-    ingested_at = ingested_at or datetime.now(timezone.utc)
+    ingested_at = ingested_at or datetime.now(UTC)
     # The staging folder is under the warehouse: on an object store when the warehouse is,
     # so the commit task may run on another worker than this transform.
     storage.makedirs(staging_dir)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,7 +15,7 @@ from trailhouse.warehouse import Warehouse
 
 BUCKET = "e2e-trail-bucket"
 END_DAY = date(2026, 11, 20)
-AT = datetime(2026, 11, 21, 6, 30, tzinfo=timezone.utc)  # runs the hour 05:00-06:00 of the next day
+AT = datetime(2026, 11, 21, 6, 30, tzinfo=UTC)  # runs the hour 05:00-06:00 of the next day
 
 
 def _reader_key(endpoint: str, tmp_path: Path) -> tuple[Path, str, str]:
@@ -90,7 +90,7 @@ def test_full_run_idempotent_rerun_late_and_broken_files(
     second = repeat
     assert (second["objects_loaded"], second["events_loaded"], second["objects_skipped"]) == (0, 0, written.log_files)
 
-    late_key, late_body = synth.late_file(spec, datetime(2026, 11, 20, 0, 20, tzinfo=timezone.utc), n_events=5)
+    late_key, late_body = synth.late_file(spec, datetime(2026, 11, 20, 0, 20, tzinfo=UTC), n_events=5)
     s3_admin.put_object(Bucket=BUCKET, Key=late_key, Body=late_body)
     broken_key = late_key.replace(".json.gz", "-broken.json.gz").replace("_2026", "_2026", 1)
     s3_admin.put_object(Bucket=BUCKET, Key=broken_key, Body=late_body[: len(late_body) // 2])

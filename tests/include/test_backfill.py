@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from trailhouse import backfill, cli, settings, synth
@@ -25,7 +25,7 @@ def test_backfill_resumes_and_overlaps_hourly_runs_without_duplicates(th_home: P
     save_mav(settings.load().mav_dir, mav)
 
     # An hourly run first (it loads the last day and the one before through its look-back).
-    hourly = cli.run_mav("hist", at=datetime(2026, 11, 20, 12, 30, tzinfo=timezone.utc))
+    hourly = cli.run_mav("hist", at=datetime(2026, 11, 20, 12, 30, tzinfo=UTC))
     assert hourly["failed_tasks"] == [] and hourly["events_loaded"] > 0
 
     # A backfill stopped after its first day, then resumed over the whole range.
@@ -41,7 +41,7 @@ def test_backfill_resumes_and_overlaps_hourly_runs_without_duplicates(th_home: P
     assert total == distinct == written.unique_events
 
     # Hourly runs after the backfill find nothing new.
-    after = cli.run_mav("hist", at=datetime(2026, 11, 20, 23, 30, tzinfo=timezone.utc))
+    after = cli.run_mav("hist", at=datetime(2026, 11, 20, 23, 30, tzinfo=UTC))
     assert after["events_loaded"] == 0 and after["objects_loaded"] == 0
     assert _count() == (written.unique_events, written.unique_events)
 

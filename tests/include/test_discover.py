@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,7 +15,7 @@ from trailhouse.source import LocalSource, ObjectInfo, S3Source
 
 END_DAY = date(2026, 11, 20)
 # The run of the last hour of END_DAY: its window with 24 h look-back covers two day folders.
-START = datetime(2026, 11, 20, 23, tzinfo=timezone.utc)
+START = datetime(2026, 11, 20, 23, tzinfo=UTC)
 END = START + timedelta(hours=1)
 
 
@@ -67,7 +67,7 @@ def test_ledger_subtracts_and_late_file_with_older_name_is_found(tmp_path: Path,
     ])
     # A file delivered late whose name sorts before files already loaded: a StartAfter
     # marker would skip it; the ledger does not.
-    key, body = synth.late_file(spec, datetime(2026, 11, 20, 0, 10, tzinfo=timezone.utc), account_index=1)
+    key, body = synth.late_file(spec, datetime(2026, 11, 20, 0, 10, tzinfo=UTC), account_index=1)
     assert key < max(o.key for o in first.new if parse_key(o.key).account == parse_key(key).account)
     (root / key).parent.mkdir(parents=True, exist_ok=True)
     (root / key).write_bytes(body)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import pytest
 
@@ -27,7 +27,7 @@ def test_layouts(key: str, prefix: str, org: str | None) -> None:
     assert (parsed.prefix, parsed.org, parsed.account, parsed.kind, parsed.region) == (
         prefix, org, "111122223333", KIND_LOG, "us-east-1")
     assert parsed.day == date(2026, 11, 27)
-    assert parsed.delivered_at == datetime(2026, 11, 27, 10, 5, tzinfo=timezone.utc)
+    assert parsed.delivered_at == datetime(2026, 11, 27, 10, 5, tzinfo=UTC)
 
 
 def test_digest_and_insight_kinds() -> None:
@@ -35,7 +35,7 @@ def test_digest_and_insight_kinds() -> None:
                        "111122223333_CloudTrail-Digest_eu-west-1_trail_us-east-1_20261127T100512Z.json.gz")
     insight = parse_key(f"AWSLogs/111122223333/CloudTrail-Insight/eu-west-1/2026/11/27/{NAME}")
     assert digest is not None and digest.kind == KIND_DIGEST
-    assert digest.delivered_at == datetime(2026, 11, 27, 10, 5, 12, tzinfo=timezone.utc)
+    assert digest.delivered_at == datetime(2026, 11, 27, 10, 5, 12, tzinfo=UTC)
     assert insight is not None and insight.kind == KIND_INSIGHT
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from trailhouse import appdb, cli, maintenance, settings, synth
@@ -20,7 +20,7 @@ def test_compaction_and_retention_keep_everything_consistent(th_home: Path, airf
     save_mav(settings.load().mav_dir, mav)
     # Hourly runs through the day leave several small files per partition.
     for hour in (6, 12, 18, 23):
-        assert cli.run_mav("keep", at=datetime(2026, 11, 20, hour, 30, tzinfo=timezone.utc))["failed_tasks"] == []
+        assert cli.run_mav("keep", at=datetime(2026, 11, 20, hour, 30, tzinfo=UTC))["failed_tasks"] == []
     from trailhouse import backfill
 
     backfill.backfill(mav, date(2026, 11, 17), date(2026, 11, 19), workers=1, say=lambda _m: None)
@@ -42,6 +42,6 @@ def test_compaction_and_retention_keep_everything_consistent(th_home: Path, airf
     assert out["retention"]["events_deleted"] == len(ids_before) - len(kept)
     # Nothing is reloaded: the days still inside a run's window are still in the ledger.
     eng = appdb.engine(settings.load().app_db_url)
-    again = discover(LocalSource(tmp_path / "b"), eng, mav, datetime(2026, 11, 20, 23, tzinfo=timezone.utc),
-                     datetime(2026, 11, 21, tzinfo=timezone.utc))
+    again = discover(LocalSource(tmp_path / "b"), eng, mav, datetime(2026, 11, 20, 23, tzinfo=UTC),
+                     datetime(2026, 11, 21, tzinfo=UTC))
     assert again.new == []

@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 import pyarrow.parquet as pq
 import pytest
+
 from trailhouse import records, transform
 from trailhouse.schema import ARROW_SCHEMA
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from trailhouse.synth import SynthSpec, digest_signature, generate, late_file, write_to_dir, write_to_s3
 
 END = datetime.date(2024, 3, 10)

@@ -11,6 +11,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
+
 from trailhouse import records, transform
 from trailhouse.schema import ARROW_SCHEMA
 from trailhouse.source import LocalSource, ObjectInfo

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import polars as pl
@@ -18,7 +18,7 @@ def stage(tmp_path: Path, name: str, ids: list[str], day: str = "2026-11-20") ->
             for i in ids]
     rows = records.parse_file(b'{"Records": [' + b",".join(raws) + b"]}")
     frame = transform.rows_to_frame(rows, [None] * len(rows), [date(2026, 11, 20)] * len(rows), ["k"] * len(rows),
-                                    mav="t", ingested_at=datetime.now(timezone.utc))
+                                    mav="t", ingested_at=datetime.now(UTC))
     path = tmp_path / f"{name}.parquet"
     pq.write_table(frame.to_arrow().cast(ARROW_SCHEMA), path)
     return str(path)
