@@ -17,8 +17,14 @@ $(STAMP): requirements.txt pyproject.toml
 demo: venv
 	$(VENV)/bin/trailhouse demo
 
-test: venv
+test: venv browser
 	$(PY) -m pytest -m "not cluster" $(PYTEST_ARGS)
+
+# Debian's Chromium for the web UI's browser tests (tests/web/test_browser.py drives it with
+# Playwright; Playwright's own browser download cannot work here).
+.PHONY: browser
+browser:
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 
 test-long: venv
 	TRAILHOUSE_FAULTS=all $(PY) -m pytest -m "not cluster" $(PYTEST_ARGS)

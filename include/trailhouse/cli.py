@@ -6,7 +6,7 @@ import argparse
 import json
 import os
 import sys
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "func"):
         parser.print_help()
         return 2
-    if args.func is not cmd_airflow:
+    if args.func not in (cmd_airflow, cmd_serve):
         # Airflow's own warnings (deprecations, an empty mapped task) are noise on the
         # terminal of a one-off run; task errors still show. `trailhouse airflow` keeps them.
         os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "ERROR")
@@ -123,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     _rules_parser(sub)
     _alerts_parser(sub)
     _users_parser(sub)
+
+    sv = sub.add_parser("serve", help="start Airflow with trailhouse's web UI at http://localhost:PORT/trailhouse/")
+    sv.add_argument("--port", type=int, default=8080, help="the API server's port (default 8080)")
+    sv.add_argument("--api-only", action="store_true",
+                    help="only Airflow's API server (the UI, no scheduler: MAV DAGs do not run)")
+    sv.set_defaults(func=cmd_serve)
 
     af = sub.add_parser("airflow", help="run an `airflow` command on trailhouse's Airflow home (e.g. standalone)")
     af.add_argument("args", nargs=argparse.REMAINDER)
@@ -482,7 +488,7 @@ def cmd_mav_validate(args: argparse.Namespace) -> int:
 
 def _utc(text: str) -> datetime:
     value = datetime.fromisoformat(text)
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def run_mav(name: str, *, quiet: bool = False, at: datetime | None = None) -> dict[str, Any]:
@@ -503,7 +509,7 @@ def run_mav(name: str, *, quiet: bool = False, at: datetime | None = None) -> di
     from trailhouse.dag_factory import build_dag
 
     dag = build_dag(mav, retries=0)
-    now = at or datetime.now(timezone.utc)
+    now = at or datetime.now(UTC)
     _progress(f"running DAG {dag.dag_id} for the hour before {now:%Y-%m-%d %H:00} UTC ...")
     # The logical date carries the seconds so that two runs in one hour are two DAG runs;
     # the timetable still gives each the last complete hour as its data interval.
@@ -612,7 +618,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         for key, processed in rows:
             parsed = parse_key(key)
             if parsed and parsed.delivered_at:
-                when = processed if processed.tzinfo else processed.replace(tzinfo=timezone.utc)
+                when = processed if processed.tzinfo else processed.replace(tzinfo=UTC)
                 lags.append((when - parsed.delivered_at).total_seconds())
     with eng.connect() as conn:
         quarantined = conn.execute(sa.select(sa.func.count()).where(
@@ -636,10 +642,10 @@ def cmd_integrity(args: argparse.Namespace) -> int:
     from trailhouse.config import load_mav
 
     mav = load_mav(settings.load().mav_dir, args.name)
-    first = args.first or datetime.now(timezone.utc).date() - timedelta(days=1)
+    first = args.first or datetime.now(UTC).date() - timedelta(days=1)
     last = args.last or first
-    start = datetime.combine(first, datetime.min.time(), tzinfo=timezone.utc)
-    end = datetime.combine(last + timedelta(days=1), datetime.min.time(), tzinfo=timezone.utc)
+    start = datetime.combine(first, datetime.min.time(), tzinfo=UTC)
+    end = datetime.combine(last + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
     out = pipeline.integrity_step(mav, start, end, alert=not args.no_alerts)
     report, table = out["report"], out["completeness"]
     if args.json:
@@ -685,9 +691,8 @@ def _seconds(run: dict[str, Any]) -> str:
 
 
 def run_sql(query: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-    from trailhouse.warehouse import Warehouse
-
     from trailhouse import alerts
+    from trailhouse.warehouse import Warehouse
 
     con = Warehouse(settings.load().warehouse_uri).duckdb()
     for name, table in alerts.arrow_tables(_eng()).items():
@@ -718,7 +723,7 @@ def _cell(v: Any) -> Any:
 def print_rows(cols: list[str], rows: list[tuple[Any, ...]], fmt: str = "table") -> None:
     if fmt == "json":
         for r in rows:
-            print(json.dumps({c: _cell(v) for c, v in zip(cols, r)}, default=str))
+            print(json.dumps({c: _cell(v) for c, v in zip(cols, r, strict=True)}, default=str))
     elif fmt == "csv":
         import csv
 
@@ -728,10 +733,10 @@ def print_rows(cols: list[str], rows: list[tuple[Any, ...]], fmt: str = "table")
     else:
         text = [[("" if v is None else str(_cell(v))) for v in r] for r in rows]
         widths = [max([len(c)] + [len(r[i]) for r in text]) for i, c in enumerate(cols)]
-        print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
+        print("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
         print("  ".join("-" * w for w in widths))
         for r in text:
-            print("  ".join(v.ljust(w) for v, w in zip(r, widths)))
+            print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)))
         print(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
 
 
@@ -741,7 +746,7 @@ def print_rows(cols: list[str], rows: list[tuple[Any, ...]], fmt: str = "table")
 def _spec(args: argparse.Namespace, bucket: str = "trailhouse-demo") -> Any:
     from trailhouse.synth import SynthSpec
 
-    end = args.end or (datetime.now(timezone.utc).date() - timedelta(days=1))
+    end = args.end or (datetime.now(UTC).date() - timedelta(days=1))
     return SynthSpec(
         seed=args.seed, accounts=args.accounts, days=args.days, end=end, events_per_file=args.events_per_file,
         files_per_region_day=args.files_per_region_day, prefix=args.prefix, bucket=bucket,
@@ -790,6 +795,26 @@ def cmd_airflow(args: argparse.Namespace) -> int:
     # `airflow standalone` starts its parts as `airflow ...` subprocesses: they must be found.
     os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
     os.execvp(os.path.join(bindir, "airflow"), ["airflow", *args.args])
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Airflow on trailhouse's home with the plugin: `airflow standalone`, or `airflow api-server` alone."""
+    from trailhouse import airflow_env
+
+    home = airflow_env.configure()
+    airflow_env.ensure_db()
+    bindir = str(Path(sys.executable).parent)
+    # `airflow standalone` starts its parts as `airflow ...` subprocesses: they must be found.
+    os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+    os.environ["AIRFLOW__API__PORT"] = str(args.port)
+    passwords = os.environ.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE") or str(
+        home / "simple_auth_manager_passwords.json.generated")
+    print(f"trailhouse: the web UI will be at http://localhost:{args.port}/trailhouse/\n"
+          f"  log in with an Airflow user (simple auth manager: `admin`, its password is printed once and kept in "
+          f"{passwords});\n  give users a trailhouse role first: trailhouse users grant admin --admin",
+          file=sys.stderr, flush=True)
+    command = ["airflow", "api-server", "--port", str(args.port)] if args.api_only else ["airflow", "standalone"]
+    os.execvp(os.path.join(bindir, "airflow"), command)
 
 
 if __name__ == "__main__":

@@ -126,8 +126,18 @@ def load_rule_file(path: Path) -> Rule:
     return rule
 
 
+_PARSED: dict[tuple[Any, ...], list[Rule]] = {}
+
+
 def builtin_rules(rules_dir: Path = RULES_DIR) -> list[Rule]:
-    return [load_rule_file(p) for p in sorted(rules_dir.glob("*.yaml"))]
+    """The built-in packs, parsed again only when a file changes (parsing all takes ~1 s)."""
+    files = sorted(rules_dir.glob("*.yaml"))
+    key = (str(rules_dir), *((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in files))
+    if key not in _PARSED:
+        _PARSED.clear()
+        _PARSED[key] = [load_rule_file(p) for p in files]
+    # Copies: callers set `enabled` from the switches without touching the cache.
+    return [r.model_copy() for r in _PARSED[key]]
 
 
 # --- custom conditions: parsed, never trusted ----------------------------------------------

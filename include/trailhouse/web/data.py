@@ -1,0 +1,275 @@
+"""What the pages and the JSON API show, computed once for both: alerts, rules, previews, MAV status."""
+
+from __future__ import annotations
+
+import re
+import statistics
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from trailhouse import appdb, rulebook, rules, search, settings
+from trailhouse.web.auth import Caller
+
+ALERT_EVENTS_SHOWN = 200
+PREVIEW_HOURS = 24
+PREVIEW_MAX_ROWS = 200_000
+PREVIEW_SHOWN = 50
+# Blob columns are read for a preview only when the condition names them.
+BLOB_COLUMNS = frozenset({"resources", "request_parameters", "response_elements", "additional_event_data",
+                          "service_event_details", "extra_fields"})
+MAX_TEXT = {"title": 256, "description": 4000}
+
+
+def engine() -> sa.Engine:
+    return appdb.engine(settings.load().app_db_url)
+
+
+def warehouse_remote() -> bool:
+    return search.is_remote(settings.load().warehouse_uri)
+
+
+def no_nul(**values: str | None) -> None:
+    """PostgreSQL refuses NUL characters in text: say so instead of failing."""
+    for name, value in values.items():
+        if value and "\x00" in value:
+            raise ValueError(f"{name}: contains a NUL character")
+
+
+def split_accounts(text: str | None) -> list[str]:
+    return [a for a in re.split(r"[\s,;]+", text or "") if a]
+
+
+# --- alerts ---------------------------------------------------------------------------------
+
+
+def alert_events(caller: Caller, alert_id: int) -> dict[str, Any]:
+    """The events behind an alert that the caller may see, and how many others exist."""
+    ae = appdb.alert_events
+    with engine().connect() as conn:
+        links = conn.execute(
+            sa.select(ae.c.event_id, ae.c.event_date, ae.c.account_id).where(ae.c.alert_id == alert_id)
+            .order_by(ae.c.event_time.desc(), ae.c.event_id)).all()
+    scope = caller.scope
+    visible = [(eid, day) for eid, day, acct in links if scope is None or acct in scope]
+    rows: list[dict[str, Any]] = []
+    if visible:
+        with search.events_connection() as con:
+            rows = search.events_by_id(con, visible[:ALERT_EVENTS_SHOWN], scope, remote=warehouse_remote())
+    return {"total": len(links), "hidden": len(links) - len(visible), "events": rows,
+            "truncated": len(visible) > ALERT_EVENTS_SHOWN}
+
+
+# --- rules ----------------------------------------------------------------------------------
+
+
+def last_hits() -> dict[str, Any]:
+    a = appdb.alerts
+    with engine().connect() as conn:
+        return dict(conn.execute(sa.select(a.c.rule_id, sa.func.max(a.c.last_event_time)).group_by(a.c.rule_id)).all())
+
+
+def may_change(caller: Caller, rule: rules.Rule) -> bool:
+    """Whether the rulebook would let the caller edit this rule (the rulebook still decides)."""
+    if rule.builtin:
+        return False
+    return caller.is_admin or (bool(rule.scope_accounts) and set(rule.scope_accounts) <= caller.actor.accounts)
+
+
+def may_toggle(caller: Caller, rule: rules.Rule) -> bool:
+    return caller.is_admin if rule.builtin else may_change(caller, rule)
+
+
+def rule_view(caller: Caller, rule: rules.Rule, hits: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": rule.id, "title": rule.title, "description": rule.description, "severity": rule.severity,
+        "condition": rule.condition, "builtin": rule.builtin, "enabled": rule.enabled,
+        "scope": list(rule.scope_accounts), "owner": rule.owner, "threshold": rule.threshold.model_dump()
+        if rule.threshold else None, "last_hit": hits.get(rule.id),
+        "may_change": may_change(caller, rule), "may_toggle": may_toggle(caller, rule),
+    }
+
+
+def rules_in_force(eng: sa.Engine) -> list[rules.Rule]:
+    return rulebook.all_rules(eng)
+
+
+def all_rules(caller: Caller) -> list[dict[str, Any]]:
+    hits = last_hits()
+    return [rule_view(caller, r, hits) for r in rules_in_force(engine())]
+
+
+def find_rule(caller: Caller, rule_id: str) -> dict[str, Any] | None:
+    for r in rules_in_force(engine()):
+        if r.id == rule_id:
+            return rule_view(caller, r, last_hits())
+    return None
+
+
+def check_rule_text(title: str | None, description: str | None, condition: str | None) -> None:
+    no_nul(title=title, description=description, condition=condition)
+    if title is not None and not title.strip():
+        raise ValueError("title: give the rule a title")
+    for name, value in (("title", title), ("description", description)):
+        if value is not None and len(value) > MAX_TEXT[name]:
+            raise ValueError(f"{name}: at most {MAX_TEXT[name]} characters")
+
+
+@dataclass
+class Preview:
+    condition: str
+    accounts: list[str] | None  # the accounts previewed; None: every account
+    not_yours: list[str]  # requested accounts left out because the caller does not own them
+    start: datetime
+    end: datetime
+    events: int
+    capped: bool
+    matches: int
+    alerts: int
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _columns_for(condition: str) -> list[str]:
+    import sqlglot
+    from sqlglot import exp
+
+    from trailhouse.schema import COLUMNS
+
+    named = {c.name for c in sqlglot.parse_one(condition, dialect="duckdb").find_all(exp.Column)}
+    return [c.name for c in COLUMNS if c.name not in BLOB_COLUMNS or c.name in named]
+
+
+def preview(caller: Caller, condition: str, accounts: list[str], *, now: datetime | None = None) -> Preview:
+    """Run a condition over the last 24 hours of the caller's events (and the rule's accounts), saving nothing."""
+    no_nul(condition=condition)
+    condition = rules.validate_condition(condition)  # UnsafeCondition names the problem
+    end = now or datetime.now(UTC)
+    start = end - timedelta(hours=PREVIEW_HOURS)
+    requested = set(accounts)
+    scope = caller.scope
+    if requested:
+        allowed = requested if scope is None else requested & scope
+        not_yours = sorted(requested - allowed)
+    else:
+        allowed, not_yours = (None if scope is None else set(scope)), []
+    with search.events_connection() as con:
+        table = search.events_table(con, start, end, None if allowed is None else frozenset(allowed),
+                                    _columns_for(condition), limit=PREVIEW_MAX_ROWS + 1, remote=warehouse_remote())
+    capped = table.num_rows > PREVIEW_MAX_ROWS
+    table = table.slice(0, PREVIEW_MAX_ROWS)
+    rule = rules.Rule(id="preview.rule", title="preview", severity="info", condition=condition, builtin=False,
+                      scope_accounts=sorted(allowed) if allowed else [])
+    rcon = rules.connect(table)
+    try:
+        result = rules.evaluate(rcon, [rule]) if allowed is None or allowed else rules.Evaluation()
+    finally:
+        rcon.close()
+    if result.errors:
+        raise ValueError(f"the condition failed on the events: {result.errors[rule.id]}")
+    matched = sorted((m.event for m in result.matches),
+                     key=lambda e: e.get("event_time") or datetime.min.replace(tzinfo=UTC), reverse=True)
+    return Preview(condition=condition, accounts=sorted(allowed) if allowed is not None else None,
+                   not_yours=not_yours, start=start, end=end, events=table.num_rows, capped=capped,
+                   matches=len(result.matches), alerts=len({m.dedup_hash for m in result.matches}),
+                   rows=matched[:PREVIEW_SHOWN])
+
+
+# --- MAVs -----------------------------------------------------------------------------------
+
+
+def permission_report(dag_id: str) -> dict[str, Any] | None:
+    """The permission report the MAV's latest validate_access task returned (Airflow keeps it in XCom)."""
+    try:
+        from airflow.models.xcom import XComModel
+        from airflow.utils.session import create_session
+
+        with create_session() as session:
+            row = session.execute(
+                sa.select(XComModel.value, XComModel.run_id, XComModel.timestamp)
+                .where(XComModel.dag_id == dag_id, XComModel.task_id == "validate_access",
+                       XComModel.key == "return_value")
+                .order_by(XComModel.timestamp.desc()).limit(1)).first()
+            if row is None:
+                return None
+            value = XComModel.deserialize_value(row)
+    except Exception:  # Airflow's database unreachable: show "no report" rather than fail the page
+        return None
+    if not isinstance(value, dict):
+        return None
+    return {"run_id": row.run_id, "checked_at": row.timestamp, "report": value}
+
+
+def _lags(eng: sa.Engine, mav: str, run_ids: list[str]) -> dict[str, dict[str, float]]:
+    """Per run: median and max seconds between CloudTrail's delivery (from the key) and the load."""
+    from trailhouse.layout import parse_key
+
+    if not run_ids:
+        return {}
+    led = appdb.ledger
+    with eng.connect() as conn:
+        rows = conn.execute(sa.select(led.c.run_id, led.c.key, led.c.processed_at).where(
+            led.c.mav == mav, led.c.run_id.in_(run_ids), led.c.status == "loaded").limit(50_000)).all()
+    per_run: dict[str, list[float]] = {}
+    for run_id, key, processed in rows:
+        parsed = parse_key(key)
+        if parsed and parsed.delivered_at:
+            when = processed if processed.tzinfo else processed.replace(tzinfo=UTC)
+            per_run.setdefault(run_id, []).append((when - parsed.delivered_at).total_seconds())
+    return {r: {"median_seconds": statistics.median(v), "max_seconds": max(v)} for r, v in per_run.items()}
+
+
+def mav_status(eng: sa.Engine, mav: Any, *, runs: int = 10, quarantine_shown: int = 50) -> dict[str, Any]:
+    latest = appdb.latest_runs(eng, mav.name, runs)
+    lags = _lags(eng, mav.name, [r["run_id"] for r in latest])
+    for run in latest:
+        run["lag"] = lags.get(run["run_id"])
+        if run.get("started_at") and run.get("finished_at"):
+            run["seconds"] = (run["finished_at"] - run["started_at"]).total_seconds()
+    led = appdb.ledger
+    quarantined_where = (led.c.mav == mav.name, led.c.status == "quarantined")
+    with eng.connect() as conn:
+        q_total = conn.execute(sa.select(sa.func.count()).where(*quarantined_where)).scalar() or 0
+        quarantined = [dict(r) for r in conn.execute(
+            sa.select(led.c.key, led.c.reason, led.c.size, led.c.run_id, led.c.processed_at)
+            .where(*quarantined_where).order_by(led.c.processed_at.desc()).limit(quarantine_shown)).mappings()]
+    return {
+        "name": mav.name, "source": mav.source_label, "accounts": list(mav.accounts), "schedule": mav.schedule,
+        "description": mav.description, "dag_id": mav.dag_id, "runs": latest,
+        "events_loaded": sum(r.get("events_loaded") or 0 for r in latest),
+        "quarantined_total": int(q_total), "quarantined": quarantined,
+        "permission_report": permission_report(mav.dag_id),
+        "validate_hint": f"run `trailhouse mav validate {mav.name}`",
+    }
+
+
+def mavs() -> list[dict[str, Any]]:
+    """Every MAV file: its status, or the problem that keeps a broken file from loading."""
+    from trailhouse.config import ConfigError, load_mav_file
+
+    cfg = settings.load()
+    eng = engine()
+    out = []
+    for path in sorted(cfg.mav_dir.glob("*.yaml")) if cfg.mav_dir.is_dir() else []:
+        try:
+            mav = load_mav_file(path)
+        except ConfigError as exc:
+            out.append({"name": path.stem, "broken": str(exc)})
+            continue
+        out.append(mav_status(eng, mav))
+    return out
+
+
+def mav_names() -> list[str]:
+    cfg = settings.load()
+    return sorted(p.stem for p in cfg.mav_dir.glob("*.yaml")) if cfg.mav_dir.is_dir() else []
+
+
+def parse_day(text: str | None) -> date | None:
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise search.BadFilter("date: use YYYY-MM-DD") from None
