@@ -108,6 +108,30 @@ def _queries(p: dict[str, Any]) -> dict[str, tuple[str, Any]]:
     }
 
 
+def web_pages(uri: str, p: dict[str, Any]) -> dict[str, Any]:
+    """The events report's first page of a filtered search, and its summary view, as the UI runs them."""
+    from trailhouse import search
+    from trailhouse.warehouse import Warehouse
+
+    day = p["day"] if isinstance(p.get("day"), datetime.date) else None
+    end = datetime.datetime.combine(day or datetime.date.today(), datetime.time(), tzinfo=datetime.UTC)
+    end += datetime.timedelta(days=1)
+    start = end - datetime.timedelta(hours=24)  # the report's default range: the last 24 h
+    filtered = search.Filters(start=start, end=end, any_error=True)
+    out: dict[str, Any] = {}
+    for name, fn in (("first page, errors of the last 24 h", lambda con: search.search(con, filtered, None)),
+                     ("summary view, last 24 h", lambda con: search.summary(con, search.Filters(start=start, end=end), None))):
+        runs = []
+        for _ in range(REPEATS):
+            t0 = time.perf_counter()
+            con = Warehouse(uri).duckdb()
+            fn(con)
+            con.close()
+            runs.append(time.perf_counter() - t0)
+        out[name] = median(runs)
+    return out
+
+
 def run_queries(uri: str, day: datetime.date) -> dict[str, Any]:
     """Runs in its own process: each query 3 times per engine, table opened inside each timed run."""
     from trailhouse.warehouse import Warehouse
@@ -128,6 +152,7 @@ def run_queries(uri: str, day: datetime.date) -> dict[str, Any]:
             pol.append(time.perf_counter() - t0)
         out["queries"][name] = {"duckdb_s": median(duck), "polars_s": median(pol), "duckdb_runs": duck,
                                 "polars_runs": pol, "rows": duck_rows, "polars_rows": pol_rows, "sql": sql}
+    out["web"] = web_pages(uri, p)
     opens = []
     for _ in range(REPEATS):
         t0 = time.perf_counter()
@@ -147,6 +172,8 @@ def report(built: dict[str, Any], res: dict[str, Any], rss: int, sheet: Sheet) -
         same = "" if q["rows"] == q["polars_rows"] else f" (polars returned {q['polars_rows']:,}!)"
         sheet.add(s, f"{name}: DuckDB", q["duckdb_s"], "s", note=f"{q['rows']:,} rows{same}; median of {REPEATS}")
         sheet.add(s, f"{name}: Polars", q["polars_s"], "s", ratio=f"{q['polars_s'] / q['duckdb_s']:.2f}x DuckDB")
+    for name, seconds in res.get("web", {}).items():
+        sheet.add(s, f"web: {name}", seconds, "s", note=f"trailhouse.search as the events report runs it; median of {REPEATS}")
     sheet.add(s, "Warehouse.duckdb() open (in every query above)", res["open_duckdb_s"], "s")
     sheet.add(s, "query process peak RSS", rss / MIB, "MiB")
     sheet.details["queries"] = {"warehouse": built, **res}
