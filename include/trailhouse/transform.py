@@ -11,7 +11,6 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import polars as pl
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from trailhouse import faults, records, storage
@@ -208,6 +207,3 @@ def transform_batch(
     result.get_calls = source.get_calls - get_calls_before
     return result
 
-
-def empty_table() -> pa.Table:
-    return ARROW_SCHEMA.empty_table()

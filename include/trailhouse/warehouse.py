@@ -269,9 +269,6 @@ def _sql_str(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def partitions_of(dates: list[date]) -> list[str]:
-    return sorted({f"event_date={d}" for d in dates})
-
 
 def remove_staging(path: str) -> None:
     from trailhouse import storage
