@@ -23,6 +23,12 @@ def main(argv: list[str] | None = None) -> int:
         # Airflow's own warnings (deprecations, an empty mapped task) are noise on the
         # terminal of a one-off run; task errors still show. `trailhouse airflow` keeps them.
         os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "ERROR")
+    from trailhouse import airflow_env
+
+    # Before anything imports Airflow: every command reads the same Airflow home, database
+    # and Fernet key (a connection stored by `mav add` must be found by `mav validate`).
+    airflow_env.configure()
+    from trailhouse.access import AccessCheckError, AccessDeniedError
     from trailhouse.airflow_env import MissingConnection
     from trailhouse.config import ConfigError
     from trailhouse.discover import LayoutError
@@ -33,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (ConfigError, LayoutError, SourceError, MissingConnection, Forbidden, UnsafeCondition,
-            LookupError, ValueError) as exc:
+            AccessCheckError, AccessDeniedError, LookupError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
@@ -549,12 +555,14 @@ def print_summary(s: dict[str, Any]) -> None:
         print(f"  partitions: {', '.join('event_date=' + p for p in s['partitions'])}")
     for q in s.get("quarantined", []):
         print(f"  quarantined {q['key']}: {q['reason']}")
-    if s["objects_found"] and not s["objects_loaded"] and not s["objects_quarantined"]:
+    if s["failed_tasks"]:
+        print(f"  FAILED tasks: {', '.join(s['failed_tasks'])}")
+        if s.get("message"):
+            print(f"  why: {s['message']}")
+    elif s["objects_found"] and not s["objects_loaded"] and not s["objects_quarantined"]:
         print("  nothing new: every object in the window was already loaded")
     elif not s["objects_found"]:
         print("  nothing new: no delivery files in the window")
-    if s["failed_tasks"]:
-        print(f"  FAILED tasks: {', '.join(s['failed_tasks'])} (see the task logs above)")
 
 
 def cmd_run(args: argparse.Namespace) -> int:

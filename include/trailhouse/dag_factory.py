@@ -54,20 +54,22 @@ def build_dag(mav: Mav, *, retries: int = 2) -> Any:
         def validate_access() -> dict[str, Any]:
             from trailhouse import pipeline
 
-            return pipeline.validate(_mav(name))
+            return pipeline.guarded(name, get_current_context(), "validate_access", pipeline.validate, _mav(name))
 
         @task
         def discover(data_interval_start: Any = None, data_interval_end: Any = None, run_id: str | None = None) -> list[dict[str, Any]]:
             from trailhouse import pipeline
 
-            return pipeline.discover_step(_mav(name), run_id, data_interval_start, data_interval_end)
+            return pipeline.guarded(name, get_current_context(), "discover", pipeline.discover_step, _mav(name), run_id,
+                                    data_interval_start, data_interval_end)
 
         @task(map_index_template="{{ batch_label }}", max_active_tis_per_dagrun=8)
         def transform(batch: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
             from trailhouse import pipeline
 
             get_current_context()["batch_label"] = pipeline.batch_label(batch)  # type: ignore[typeddict-unknown-key]
-            return pipeline.transform_step(_mav(name), run_id, batch)
+            return pipeline.guarded(name, get_current_context(), "transform", pipeline.transform_step, _mav(name),
+                                    run_id, batch)
 
         # none_failed: an interval with no new files maps zero transforms (skipped); the
         # commit still runs so the run's figures are recorded.
@@ -76,19 +78,22 @@ def build_dag(mav: Mav, *, retries: int = 2) -> Any:
             from trailhouse import pipeline
 
             # One slice fetches every mapped result at once (iterating probes past the end).
-            return pipeline.commit_step(_mav(name), run_id, list(results[:]) if results is not None else [])
+            return pipeline.guarded(name, get_current_context(), "commit", pipeline.commit_step, _mav(name), run_id,
+                                    list(results[:]) if results is not None else [])
 
         @task
         def evaluate_rules(run_id: str | None = None) -> dict[str, Any]:
             from trailhouse import pipeline
 
-            return pipeline.evaluate_step(_mav(name), run_id)
+            return pipeline.guarded(name, get_current_context(), "evaluate_rules", pipeline.evaluate_step, _mav(name),
+                                    run_id)
 
         @task
         def notify(evaluation: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
             from trailhouse import pipeline
 
-            return pipeline.notify_step(_mav(name), run_id, evaluation["new_alerts"])
+            return pipeline.guarded(name, get_current_context(), "notify", pipeline.notify_step, _mav(name), run_id,
+                                    evaluation["new_alerts"])
 
         batches = discover()
         validate_access() >> batches

@@ -27,6 +27,24 @@ def progress(msg: str, *args: Any) -> None:
         print("  " + (msg % args if args else msg), file=sys.__stderr__, flush=True)
 
 
+def guarded(mav_name: str, context: Any, task: str, fn: Any, *args: Any) -> Any:
+    """Run a task's step; on failure record why on the run (shown by `trailhouse run`), then re-raise."""
+    try:
+        return fn(*args)
+    except Exception as exc:
+        run_id = context.get("run_id") if context else None
+        if run_id:
+            try:
+                eng = appdb.engine(settings.load().app_db_url)
+                # The message of our own errors names the problem and the fix, and never a
+                # secret (access and source errors scrub key ids).
+                appdb.save_run(eng, mav_name, run_id, status="failed", finished_at=appdb.now(),
+                               message=f"{task}: {type(exc).__name__}: {exc}"[:2000])
+            except Exception:  # recording the failure must not hide the failure itself
+                log.exception("could not record the failure of %s", task)
+        raise
+
+
 def s3_client(mav: Mav) -> Any:
     """A boto3 S3 client signed with the MAV's key pair from its Airflow connection."""
     import boto3
@@ -160,7 +178,7 @@ def commit_step(mav: Mav, run_id: str, results: list[dict[str, Any]]) -> dict[st
     faults.point("commit.after_merge")
     outcomes = [o for b in batches for o in b.outcomes]
     dates = {k: v for b in batches for k, v in b.dates.items()}
-    figures: dict[str, Any] = {"finished_at": appdb.now(), "status": "success"}
+    figures: dict[str, Any] = {"finished_at": appdb.now(), "status": "success", "message": ""}
     previous = appdb.get_run(eng, mav.name, run_id) or {}
     if outcomes or not previous.get("objects_loaded"):
         # A retry of a run whose commit already finished finds nothing new: it keeps the
@@ -200,7 +218,8 @@ def summary(mav: Mav, run_id: str) -> dict[str, Any]:
         "objects_found", "objects_loaded", "objects_skipped", "objects_quarantined", "objects_recorded",
         "events_loaded", "duplicates_dropped", "list_calls", "get_calls", "bytes",
     )
-    out: dict[str, Any] = {"mav": mav.name, "run_id": run_id, "status": row.get("status", "missing")}
+    out: dict[str, Any] = {"mav": mav.name, "run_id": run_id, "status": row.get("status", "missing"),
+                           "message": row.get("message") or ""}
     out.update({k: int(row.get(k) or 0) for k in keys})
     out["partitions"] = [p for p in (row.get("partitions") or "").split(",") if p]
     for k in ("interval_start", "interval_end"):

@@ -153,3 +153,14 @@ def _assert_secret_nowhere(secret: str, key_id: str, output: str, home: Path) ->
                 text = path.read_text(errors="replace")
                 assert secret not in text, path
     assert timedelta(0) == timedelta(0)
+
+
+def test_a_failed_run_says_why(th_home: Path, airflow_db: None, tmp_path: Path,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    from trailhouse.config import Mav, save_mav
+
+    save_mav(settings.load().mav_dir, Mav(name="gone", path=str(tmp_path / "no-such-folder")))
+    assert cli.main(["run", "gone"]) == 1
+    out = capsys.readouterr().out
+    assert "FAILED tasks: validate_access" in out
+    assert "no-such-folder does not exist" in out and "--path" in out
