@@ -12,6 +12,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from trailhouse import storage
+
 metadata = sa.MetaData()
 
 ledger = sa.Table(
@@ -106,15 +108,9 @@ def _migration_lock(eng: sa.Engine) -> Iterator[None]:
     if eng.dialect.name != "sqlite" or not eng.url.database:
         yield
         return
-    import fcntl
-
     path = Path(eng.url.database)
-    with open(path.with_name(f".{path.name}.migrate.lock"), "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    with storage.file_lock(path.with_name(f".{path.name}.migrate.lock")):
+        yield
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -143,15 +139,9 @@ def writer_lock(eng: sa.Engine, name: str = "cloudtrail_events") -> Iterator[Non
             finally:
                 conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
         return
-    import fcntl
-
     db_path = Path(eng.url.database or "trailhouse.db")
-    with open(db_path.with_name(f".{db_path.name}.{name}.lock"), "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    with storage.file_lock(db_path.with_name(f".{db_path.name}.{name}.lock")):
+        yield
 
 
 def now() -> datetime:

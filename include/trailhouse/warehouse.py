@@ -147,25 +147,11 @@ class Warehouse:
 
     def _local_lock(self) -> Any:
         """One writer at a time for a local table (a file lock); remote tables pass theirs."""
-        import contextlib
-        import fcntl
-
         from trailhouse import storage
 
         if storage.is_remote(self.table_uri):
             raise ValueError("commits to a remote table need the deployment's writer lock (appdb.writer_lock)")
-
-        @contextlib.contextmanager
-        def held() -> Any:
-            Path(self.uri).mkdir(parents=True, exist_ok=True)
-            with open(Path(self.uri) / f".{TABLE}.lock", "w") as f:
-                fcntl.flock(f, fcntl.LOCK_EX)
-                try:
-                    yield
-                finally:
-                    fcntl.flock(f, fcntl.LOCK_UN)
-
-        return held()
+        return storage.file_lock(Path(self.uri) / f".{TABLE}.lock")
 
     def dataset(self) -> Any:
         """A pyarrow dataset over the table's current version (empty table if none yet)."""
