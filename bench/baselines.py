@@ -9,21 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import MB, MIB, Sheet, cpu_seconds, isolated
+from trailhouse import records
 from trailhouse.schema import BOOL, COLUMNS, JSON, MFA, STR, TIME
 
 _DUCK_TYPE = {STR: "VARCHAR", BOOL: "BOOLEAN", MFA: "VARCHAR", TIME: "VARCHAR", JSON: "JSON"}
-
-
-def _tree() -> dict[str, Any]:
-    root: dict[str, Any] = {}
-    for col in COLUMNS:
-        if col.path is None:
-            continue
-        node = root
-        for part in col.path[:-1]:
-            node = node.setdefault(part, {})
-        node[col.path[-1]] = col
-    return root
 
 
 def _struct(node: dict[str, Any]) -> str:
@@ -36,7 +25,7 @@ def _struct(node: dict[str, Any]) -> str:
 
 def records_type() -> str:
     """The explicit DuckDB type of `Records`: every field trailhouse has a column for, blobs as JSON."""
-    return _struct(_tree()) + "[]"
+    return _struct(records.TREE) + "[]"
 
 
 def _select_list() -> str:
