@@ -8,7 +8,9 @@ STAMP  := $(VENV)/.installed
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml
+# setup.py builds the C column builder (include/trailhouse/_fastjson.c) in place: gcc and the
+# Python headers are needed, as for any package that compiles.
+$(STAMP): requirements.txt pyproject.toml setup.py include/trailhouse/_fastjson.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .

@@ -10,8 +10,14 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
+import pyarrow as pa
 
 from trailhouse.schema import BOOL, COLUMNS, JSON, MFA, STR, TIME, Column
+
+try:  # the C builder (setup.py); without a compiler the pure-Python path below does it all
+    from trailhouse import _fastjson
+except ImportError:  # pragma: no cover - built by `pip install -e .`
+    _fastjson = None
 
 try:  # ISA-L inflates 2-3x faster than zlib; zlib stays as the fallback.
     from isal import igzip as _gzip
@@ -79,6 +85,11 @@ def decompress(data: bytes, key: str = "") -> bytes:
 def decode_envelope(text: bytes) -> list[dict[str, msgspec.Raw]]:
     if not text.strip():
         raise BadObject("empty file: no JSON inside")
+    try:  # msgspec does not look inside the raw values: check the whole text first
+        text.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadObject(f"not UTF-8 text (byte {exc.start}: {exc.reason}); CloudTrail writes UTF-8: re-copy the "
+                        "file from its source") from None
     try:
         return _envelope.decode(text).Records
     except msgspec.ValidationError as exc:
@@ -245,3 +256,38 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> None:
             _merge(base[key], value)
         else:
             base[key] = value
+
+
+# The C builder of columns (trailhouse/_fastjson.c). It applies record_to_row's rules to
+# the records that need no conversion (nearly all of them) and hands back the others, so
+# the two paths give the same rows; tests/include/test_fastjson.py compares them.
+_SOURCE = tuple(c for c in COLUMNS if c.path is not None)
+_KINDS = {STR: 0, BOOL: 1, MFA: 2, TIME: 3, JSON: 4}
+
+
+def _index_tree(tree: dict[str, Any]) -> dict[str, Any]:
+    index = {c.name: i for i, c in enumerate(_SOURCE)}
+    return {k: index[v.name] if isinstance(v, Column) else _index_tree(v) for k, v in tree.items()}
+
+
+def column_builder() -> Any:
+    """A fresh C builder for SOURCE_COLUMNS + extra_fields, or None without the extension."""
+    if _fastjson is None:
+        return None
+    return _fastjson.Builder(
+        _index_tree(TREE), [_KINDS[c.kind] for c in _SOURCE], event_id_column=SOURCE_COLUMNS.index("event_id")
+    )
+
+
+def builder_table(builder: Any) -> pa.Table:
+    """The rows a builder holds, as Arrow (times still as text); the builder starts empty."""
+    rows, buffers = builder.finish()
+    arrays = []
+    for kind, (valid, *data) in zip([c.kind for c in _SOURCE] + [JSON], buffers, strict=True):
+        validity = pa.py_buffer(valid) if valid is not None else None
+        if kind in (BOOL, MFA):
+            arrays.append(pa.Array.from_buffers(pa.bool_(), rows, [validity, pa.py_buffer(data[0])]))
+        else:
+            offsets, text = data
+            arrays.append(pa.Array.from_buffers(pa.large_string(), rows, [validity, pa.py_buffer(offsets), pa.py_buffer(text)]))
+    return pa.Table.from_arrays(arrays, names=[*SOURCE_COLUMNS, "extra_fields"])

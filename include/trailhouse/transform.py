@@ -22,6 +22,8 @@ LOADED, QUARANTINED = "loaded", "quarantined"
 # Rows held before they are written out as a Parquet row group: bounds a worker's memory
 # whatever the batch size.
 FLUSH_ROWS = 50_000
+# Staged files live until the commit rewrites them into the table: fast compression, not small.
+STAGING_COMPRESSION = "lz4"
 _TIME_FORMATS = ("%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S%.fZ", "%Y-%m-%dT%H:%M:%S%z")
 
 
@@ -85,6 +87,25 @@ def _parse_time(name: str) -> pl.Expr:
     ).alias(name)
 
 
+def _canonical_time(name: str) -> pl.Expr:
+    # The C builder only takes canonical times (records.CANONICAL_TIME): one format does.
+    return pl.col(name).str.to_datetime(_TIME_FORMATS[0], time_zone="UTC", time_unit="us").alias(name)
+
+
+def _finish_frame(frame: pl.DataFrame, *, mav: str, ingested_at: datetime, canonical_times: bool) -> pl.DataFrame:
+    """Source columns + extra_fields + lineage to the warehouse's schema."""
+    parse = _canonical_time if canonical_times else _parse_time
+    return frame.with_columns(
+        parse("event_time"),
+        parse("session_creation_date"),
+        pl.coalesce("recipient_account_id", "_folder_account").alias("account_id"),
+        pl.lit(mav).alias("mav"),
+        pl.lit(ingested_at).cast(pl.Datetime("us", "UTC")).alias("ingested_at"),
+    ).with_columns(
+        pl.coalesce(pl.col("event_time").dt.date(), "_folder_day").alias("event_date"),
+    ).select([c.name for c in COLUMNS])
+
+
 def rows_to_frame(
     rows: list[dict[str, Any]],
     folder_accounts: list[str | None],
@@ -102,15 +123,32 @@ def rows_to_frame(
         pl.Series("_folder_account", folder_accounts, dtype=pl.String),
         pl.Series("_folder_day", folder_days, dtype=pl.Date),
     )
-    return frame.with_columns(
-        _parse_time("event_time"),
-        _parse_time("session_creation_date"),
-        pl.coalesce("recipient_account_id", "_folder_account").alias("account_id"),
-        pl.lit(mav).alias("mav"),
-        pl.lit(ingested_at).cast(pl.Datetime("us", "UTC")).alias("ingested_at"),
-    ).with_columns(
-        pl.coalesce(pl.col("event_time").dt.date(), "_folder_day").alias("event_date"),
-    ).select([c.name for c in COLUMNS])
+    return _finish_frame(frame, mav=mav, ingested_at=ingested_at, canonical_times=False)
+
+
+def builder_frame(
+    builder: Any,
+    files: list[tuple[str, str | None, date | None, int]],
+    *,
+    mav: str,
+    ingested_at: datetime,
+) -> pl.DataFrame:
+    """The rows of a records.column_builder() (emptied) to a frame in the warehouse's schema.
+
+    files: (source key, folder account, folder day, rows added) in the order they were added.
+    """
+    frame = pl.from_arrow(records.builder_table(builder))
+    counts = pl.Series([n for *_, n in files], dtype=pl.UInt32)
+    lineage = pl.DataFrame(
+        {
+            "source_key": [k for k, *_ in files],
+            "_folder_account": [a for _, a, _, _ in files],
+            "_folder_day": [d for *_, d, _ in files],
+        },
+        schema={"source_key": pl.String, "_folder_account": pl.String, "_folder_day": pl.Date},
+    ).select(pl.all().repeat_by(counts).explode())
+    return _finish_frame(pl.concat([frame, lineage], how="horizontal"), mav=mav, ingested_at=ingested_at,
+                         canonical_times=True)
 
 
 def _download(source: Source, objects: Sequence[ObjectInfo], threads: int) -> Iterable[tuple[ObjectInfo, bytes | Exception]]:
@@ -146,26 +184,32 @@ def transform_batch(
     fs, fs_path = storage.resolve(path)
     result = BatchResult(staged=None)
     writer: pq.ParquetWriter | None = None
-    pending: list[dict[str, Any]] = []
+    builder = records.column_builder()
+    built: list[tuple[str, str | None, date | None, int]] = []  # the files (parts) in the builder
+    pending: list[dict[str, Any]] = []  # rows from records.record_to_row
     accounts: list[str | None] = []
     days: list[date | None] = []
     keys: list[str] = []
     get_calls_before = source.get_calls
 
-    def flush() -> None:
+    def write(frame: pl.DataFrame) -> None:
         nonlocal writer
-        if not pending:
-            return
-        frame = rows_to_frame(pending, accounts, days, keys, mav=mav, ingested_at=ingested_at)
         per_key = frame.group_by("source_key").agg(pl.col("event_date").unique().sort())
         for key, key_dates in per_key.iter_rows():
             result.dates[key] = sorted({*result.dates.get(key, []), *(str(d) for d in key_dates)})
         table = frame.to_arrow().cast(ARROW_SCHEMA)
         faults.point("transform.before_stage")
         if writer is None:
-            writer = pq.ParquetWriter(fs_path, ARROW_SCHEMA, compression="zstd", filesystem=fs)
+            writer = pq.ParquetWriter(fs_path, ARROW_SCHEMA, compression=STAGING_COMPRESSION, filesystem=fs)
         writer.write_table(table)
-        pending.clear(), accounts.clear(), days.clear(), keys.clear()
+
+    def flush() -> None:
+        if built:
+            write(builder_frame(builder, built, mav=mav, ingested_at=ingested_at))
+            built.clear()
+        if pending:
+            write(rows_to_frame(pending, accounts, days, keys, mav=mav, ingested_at=ingested_at))
+            pending.clear(), accounts.clear(), days.clear(), keys.clear()
 
     failures: list[str] = []
     try:
@@ -175,22 +219,35 @@ def transform_batch(
                 continue
             faults.point("transform.after_download")
             result.bytes += len(data)
+            parsed = parse_key(obj.key)
+            account, day = (parsed.account, parsed.day) if parsed else (None, None)
             try:
                 # records.parse_file, with the uncompressed bytes kept to hash them
                 text = records.decompress(data, obj.key)
                 sha256 = hashlib.sha256(text).hexdigest()
-                rows = [records.record_to_row(r) for r in records.decode_envelope(text)]
+                fast = builder.add(text) if builder is not None else None
+                if fast is None:  # the whole file through Python (which also names what is broken)
+                    added, rows = 0, [records.record_to_row(r) for r in records.decode_envelope(text)]
+                else:
+                    added, left_out = fast
+                    if left_out:
+                        raw = records.decode_envelope(text)
+                        rows = [records.record_to_row(raw[i]) for i in left_out]
+                    else:
+                        rows = []
             except records.BadObject as exc:
                 result.outcomes.append(Outcome(obj.key, obj.etag, obj.size, QUARANTINED, 0, str(exc)))
                 continue
-            parsed = parse_key(obj.key)
+            if added:
+                built.append((obj.key, account, day, added))
             pending.extend(rows)
-            accounts.extend([parsed.account if parsed else None] * len(rows))
-            days.extend([parsed.day if parsed else None] * len(rows))
+            accounts.extend([account] * len(rows))
+            days.extend([day] * len(rows))
             keys.extend([obj.key] * len(rows))
-            result.rows += len(rows)
-            result.outcomes.append(Outcome(obj.key, obj.etag, obj.size, LOADED, len(rows), "", sha256))
-            if len(pending) >= FLUSH_ROWS:
+            events = added + len(rows)
+            result.rows += events
+            result.outcomes.append(Outcome(obj.key, obj.etag, obj.size, LOADED, events, "", sha256))
+            if (builder.rows if builder is not None else 0) + len(pending) >= FLUSH_ROWS:
                 flush()
         if failures:
             raise DownloadError(

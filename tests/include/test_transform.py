@@ -138,6 +138,7 @@ def test_broken_files_are_quarantined_and_good_ones_staged(bucket: Bucket, tmp_p
         bucket.put(log_key("gzipofspaces001"), gzip.compress(b" \n ")): "empty",
         bucket.put(log_key("recordsnotalist"), gzip.compress(b'{"Records": {"eventID": "x"}}')): "not a CloudTrail",
         bucket.put(log_key("arrayofevents01"), gzip.compress(json.dumps([event("a1", None)]).encode())): "not a CloudTrail",
+        bucket.put(log_key("notutf8text0001"), gzip.compress(envelope(event("u1", None)).replace(b'"u1"', b'"u\xff"'))): "not UTF-8",
     }
 
     source = bucket.source()
@@ -251,3 +252,30 @@ def test_a_failed_download_fails_the_batch(bucket: Bucket, tmp_path: Path) -> No
     missing = ObjectInfo(log_key("gonefrombucket1"), "etag", 10)
     with pytest.raises(transform.DownloadError, match="gonefrombucket1"):
         transform.transform_batch(bucket.source(), [*bucket.objects, missing], mav="t", staging_dir=str(tmp_path / "s"))
+
+
+def test_the_c_builder_and_the_python_path_stage_the_same_rows(bucket: Bucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """transform_batch with records.column_builder() and without it (no compiler): same table."""
+    if records.column_builder() is None:
+        pytest.skip("the C extension is not built")
+    for path in sorted(INVICTUS.glob("*.json"))[:3]:
+        bucket.put(log_key(path.stem.rsplit("_", 1)[1], account="218007301253", day="2023/07/10"),
+                   gzip.compress(path.read_bytes()))
+    odd = [event("odd-1", "2026-11-27T10:00:00.5Z"), event("odd-2", None, readOnly="true"), event("ok-1", "2026-11-27T10:00:00Z")]
+    bucket.put(log_key("mixedrecords001"), gzip.compress(envelope(*odd)))
+    bucket.put(log_key("plainlibraryfile"), (LIBRARY / "SerializerTestFileNewFieldsInRoot.json").read_bytes())
+    when = datetime(2026, 11, 27, 12, tzinfo=UTC)
+
+    def staged(folder: str) -> list[dict[str, Any]]:
+        result = transform.transform_batch(bucket.source(), bucket.objects, mav="t", staging_dir=str(tmp_path / folder),
+                                           ingested_at=when)
+        return sorted(read_staged(result), key=lambda r: r["event_id"])
+
+    fast = staged("fast")
+    monkeypatch.setattr(records, "column_builder", lambda: None)
+    slow = staged("slow")
+    assert len(fast) == len(slow) > 80
+    for a, b in zip(fast, slow, strict=True):
+        extras_a, extras_b = a.pop("extra_fields"), b.pop("extra_fields")
+        assert a == b
+        assert (json.loads(extras_a) if extras_a else None) == (json.loads(extras_b) if extras_b else None)
