@@ -85,7 +85,7 @@ def transform_task(
 def run(ds: Dataset, work: Path, workers: int) -> IngestRun:
     tag = f"{workers}w"
     wh_uri = str(work / f"warehouse-{tag}")
-    staging = str(work / f"staging-{tag}")
+    staging = Warehouse(wh_uri).table_uri  # as in production: the commit adds the files
     db_url = f"sqlite:///{work / f'app-{tag}.db'}"
     cfg = settings.load()
     out = IngestRun(workers=workers, warehouse=wh_uri)
@@ -115,7 +115,7 @@ def run(ds: Dataset, work: Path, workers: int) -> IngestRun:
                 out.worker_peak_rss = max(out.worker_peak_rss, rss)
                 out.batch_seconds.append(secs)
             t2 = time.perf_counter()
-            staged = [r.staged for r in results if r.staged]
+            staged = [f for r in results for f in r.staged]
             committed = Warehouse(wh_uri).commit(staged, run_id=f"bench-{tag}")
             t3 = time.perf_counter()
             outcomes = [o for r in results for o in r.outcomes]

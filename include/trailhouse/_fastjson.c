@@ -211,10 +211,28 @@ static int hex4(const char *p) {
 
 /* A string at c->p ('"'): its content span (without the quotes) and whether it holds
    escapes. Rejects what JSON rejects; a lone surrogate escape sends the file to Python. */
+/* Whether any of 8 bytes is '"', '\\' or a control character (< 0x20): the bytes a string
+   scan must stop at. Exact for "any" (the borrow can only add hits after a real one). */
+static inline int special8(uint64_t v) {
+#define ONES 0x0101010101010101ULL
+#define HIGH 0x8080808080808080ULL
+    uint64_t q = v ^ (ONES * '"'), b = v ^ (ONES * '\\');
+    return (((q - ONES) & ~q) | ((b - ONES) & ~b) | ((v - ONES * 0x20) & ~v)) & HIGH ? 1 : 0;
+#undef ONES
+#undef HIGH
+}
+
 static int scan_string(Cur *c, const char **start, size_t *len, int *escaped) {
     const char *p = c->p + 1, *end = c->end;
     *escaped = 0;
     while (p < end) {
+        uint64_t w;
+        while (p + 8 <= end) { /* eight plain bytes at a time */
+            memcpy(&w, p, 8);
+            if (special8(w)) break;
+            p += 8;
+        }
+        if (p >= end) break;
         unsigned char ch = (unsigned char)*p;
         if (ch == '"') {
             *start = c->p + 1;

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,7 +13,7 @@ from trailhouse.config import Mav
 from trailhouse.discover import discover, make_batches
 from trailhouse.source import LocalSource, ObjectInfo, S3Source, Source
 from trailhouse.transform import LOADED, QUARANTINED, BatchResult, transform_batch
-from trailhouse.warehouse import Warehouse, remove_staging
+from trailhouse.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
 
@@ -93,11 +92,6 @@ def validate(mav: Mav) -> dict[str, Any]:
     return report.to_dict()
 
 
-def staging_dir(mav: Mav, run_id: str) -> str:
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", run_id)
-    return f"{settings.load().staging_uri}/{mav.name}/{safe}"
-
-
 def discover_step(mav: Mav, run_id: str, start: datetime, end: datetime, *,
                   lookback_hours: int | None = None) -> list[dict[str, Any]]:
     """List new objects, record digest/Insights files, and return the batches to transform."""
@@ -151,7 +145,8 @@ def transform_step(mav: Mav, run_id: str, batch: dict[str, Any]) -> dict[str, An
         open_source(mav),
         objects,
         mav=mav.name,
-        staging_dir=staging_dir(mav, run_id),
+        # straight into the table's folder, invisible until the commit adds the files
+        staging_dir=Warehouse(cfg.warehouse_uri).table_uri,
         threads=cfg.download_threads,
     )
     quarantined = [o for o in result.outcomes if o.status == QUARANTINED]
@@ -172,7 +167,7 @@ def commit_step(mav: Mav, run_id: str, results: list[dict[str, Any]]) -> dict[st
     cfg = settings.load()
     eng = appdb.engine(cfg.app_db_url)
     batches = [BatchResult.from_dict(r) for r in results if r]
-    staged = [b.staged for b in batches if b.staged]
+    staged = [f for b in batches for f in b.staged]
     faults.point("commit.before_merge")
     committed = Warehouse(cfg.warehouse_uri).commit(staged, run_id=run_id, lock=appdb.writer_lock(eng))
     faults.point("commit.after_merge")
@@ -207,7 +202,6 @@ def commit_step(mav: Mav, run_id: str, results: list[dict[str, Any]]) -> dict[st
     faults.point("commit.after_ledger")
     progress("commit: %d events inserted, %d duplicates dropped, %d partitions, table version %s",
              committed.inserted, committed.duplicates, len(committed.partitions), committed.version)
-    remove_staging(staging_dir(mav, run_id))
     return summary(mav, run_id)
 
 

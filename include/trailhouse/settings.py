@@ -23,10 +23,6 @@ class Settings:
     download_threads: int
 
     @property
-    def staging_uri(self) -> str:
-        return self.warehouse_uri.rstrip("/") + "/_staging"
-
-    @property
     def events_table_uri(self) -> str:
         return self.warehouse_uri.rstrip("/") + "/cloudtrail_events"
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import uuid
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -11,19 +10,17 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import polars as pl
-import pyarrow.parquet as pq
 
-from trailhouse import faults, records, storage
+from trailhouse import faults, records
 from trailhouse.layout import parse_key
 from trailhouse.schema import ARROW_SCHEMA, COLUMNS
 from trailhouse.source import ObjectInfo, Source
+from trailhouse.warehouse import PartitionedWriter
 
 LOADED, QUARANTINED = "loaded", "quarantined"
 # Rows held before they are written out as a Parquet row group: bounds a worker's memory
 # whatever the batch size.
 FLUSH_ROWS = 50_000
-# Staged files live until the commit rewrites them into the table: fast compression, not small.
-STAGING_COMPRESSION = "lz4"
 _TIME_FORMATS = ("%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S%.fZ", "%Y-%m-%dT%H:%M:%S%z")
 
 
@@ -41,7 +38,9 @@ class Outcome:
 
 @dataclass
 class BatchResult:
-    staged: str | None
+    # The Parquet files written, one per event date, in the table's layout (see
+    # warehouse.PartitionedWriter); Warehouse.commit adds them.
+    staged: list[str] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
     rows: int = 0
     bytes: int = 0
@@ -62,8 +61,10 @@ class BatchResult:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> BatchResult:
+        staged = d["staged"]
         return cls(
-            staged=d["staged"],
+            # one file path or None in XComs of runs started by an older version
+            staged=[staged] if isinstance(staged, str) else list(staged or []),
             rows=d["rows"],
             bytes=d["bytes"],
             get_calls=d.get("get_calls", 0),
@@ -175,15 +176,15 @@ def transform_batch(
     threads: int = 16,
     ingested_at: datetime | None = None,
 ) -> BatchResult:
-    """Download, parse and stage one batch; broken files are quarantined, not fatal."""
+    """Download, parse and stage one batch; broken files are quarantined, not fatal.
+
+    The rows go to Parquet files under `staging_dir` in the table's layout, one per event
+    date: in production `staging_dir` is the warehouse table's own folder, so that the
+    commit adds the files without rewriting them.
+    """
     ingested_at = ingested_at or datetime.now(UTC)
-    # The staging folder is under the warehouse: on an object store when the warehouse is,
-    # so the commit task may run on another worker than this transform.
-    storage.makedirs(staging_dir)
-    path = f"{staging_dir.rstrip('/')}/{uuid.uuid4().hex}.parquet"
-    fs, fs_path = storage.resolve(path)
-    result = BatchResult(staged=None)
-    writer: pq.ParquetWriter | None = None
+    result = BatchResult()
+    out = PartitionedWriter(staging_dir)
     builder = records.column_builder()
     built: list[tuple[str, str | None, date | None, int]] = []  # the files (parts) in the builder
     pending: list[dict[str, Any]] = []  # rows from records.record_to_row
@@ -193,15 +194,11 @@ def transform_batch(
     get_calls_before = source.get_calls
 
     def write(frame: pl.DataFrame) -> None:
-        nonlocal writer
         per_key = frame.group_by("source_key").agg(pl.col("event_date").unique().sort())
         for key, key_dates in per_key.iter_rows():
             result.dates[key] = sorted({*result.dates.get(key, []), *(str(d) for d in key_dates)})
-        table = frame.to_arrow().cast(ARROW_SCHEMA)
         faults.point("transform.before_stage")
-        if writer is None:
-            writer = pq.ParquetWriter(fs_path, ARROW_SCHEMA, compression=STAGING_COMPRESSION, filesystem=fs)
-        writer.write_table(table)
+        out.write(frame.to_arrow().cast(ARROW_SCHEMA))
 
     def flush() -> None:
         if built:
@@ -255,12 +252,10 @@ def transform_batch(
                 f"retried. First: {failures[0]}"
             )
         flush()
-    finally:
-        if writer is not None:
-            writer.close()
-    if result.rows == 0:
-        storage.remove_file(path)
-    result.staged = path if result.rows else None
+        result.staged = out.close()
+    except BaseException:
+        out.abort()  # a failed batch leaves no file behind; its retry writes new ones
+        raise
     result.get_calls = source.get_calls - get_calls_before
     return result
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import re
+import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -9,11 +13,70 @@ from typing import Any
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
+from trailhouse import storage
 from trailhouse.schema import ARROW_SCHEMA, COLUMNS, PARTITION_BY
 
 TABLE = "cloudtrail_events"
 TARGET_FILE_SIZE = 32 * 1024 * 1024
+# The columns stored in a data file: Delta keeps the partition value in the log and the path.
+FILE_SCHEMA = pa.schema([f for f in ARROW_SCHEMA if f.name not in PARTITION_BY])
+COMPRESSION = "zstd"
+NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
+_LAYOUT = re.compile(r"^event_date=([^/]+)/[^/]+\.parquet$")
+
+
+class PartitionedWriter:
+    """Parquet files in the table's layout: <root>/event_date=<day>/part-<uuid>.zstd.parquet.
+
+    Written into the table's folder they are invisible to every reader (readers see the
+    files of the Delta log only) until Warehouse.commit adds them.
+    """
+
+    def __init__(self, root: str, *, row_group_rows: int = 64 * 1024) -> None:
+        self.root = root.rstrip("/")
+        self.rows: dict[str, int] = {}  # file URI -> rows
+        self._writers: dict[str | None, tuple[str, Any]] = {}
+        self._row_group_rows = row_group_rows
+
+    def write(self, table: pa.Table) -> None:
+        """Rows in ARROW_SCHEMA (any event dates)."""
+        days = table.column("event_date")
+        for day in pc.unique(days).to_pylist():
+            part = table.filter(pc.is_null(days) if day is None else pc.equal(days, pa.scalar(day, pa.date32())))
+            uri, writer = self._writer(None if day is None else day.isoformat())
+            writer.write_table(part.drop_columns(list(PARTITION_BY)).cast(FILE_SCHEMA), row_group_size=self._row_group_rows)
+            self.rows[uri] += part.num_rows
+
+    def _writer(self, day: str | None) -> tuple[str, Any]:
+        if day not in self._writers:
+            folder = f"{self.root}/event_date={day or NULL_PARTITION}"
+            storage.makedirs(folder)
+            uri = f"{folder}/part-{uuid.uuid4().hex}.{COMPRESSION}.parquet"
+            fs, path = storage.resolve(uri)
+            self._writers[day] = (uri, pq.ParquetWriter(path, FILE_SCHEMA, compression=COMPRESSION, filesystem=fs))
+            self.rows[uri] = 0
+        return self._writers[day]
+
+    def close(self) -> list[str]:
+        for _uri, writer in self._writers.values():
+            writer.close()
+        self._writers.clear()
+        return [uri for uri, n in self.rows.items() if n]
+
+    def abort(self) -> None:
+        """Close and delete every file written (a failed batch leaves nothing behind)."""
+        for uri, writer in self._writers.values():
+            try:
+                writer.close()
+            finally:
+                storage.remove_file(uri)
+        self._writers.clear()
+        for uri in self.rows:
+            storage.remove_file(uri)
+        self.rows.clear()
 
 
 @dataclass
@@ -22,22 +85,6 @@ class CommitResult:
     duplicates: int = 0
     partitions: list[str] = field(default_factory=list)
     version: int | None = None
-
-
-class _Counted:
-    """A RecordBatchReader in the table's schema that counts the rows passed on."""
-
-    def __init__(self, reader: pa.RecordBatchReader) -> None:
-        self.rows = 0
-        self._reader = reader
-
-    def __arrow_c_stream__(self, requested_schema: Any = None) -> Any:
-        def batches() -> Any:
-            for batch in self._reader:
-                self.rows += batch.num_rows
-                yield batch.cast(ARROW_SCHEMA)
-
-        return pa.RecordBatchReader.from_batches(ARROW_SCHEMA, batches()).__arrow_c_stream__(requested_schema)
 
 
 class Warehouse:
@@ -79,12 +126,17 @@ class Warehouse:
     def commit(self, staged: list[str], *, run_id: str = "", lock: Any = None) -> CommitResult:
         """Add the staged rows whose event_id the table does not hold yet; one atomic commit.
 
-        Under the table's writer lock: DuckDB streams the staged files, keeps one row per
-        event_id, drops the ids already in the touched partitions (reading only their
-        event_id column), and the rest is appended to the Delta table as one version. A
-        retried commit, or a re-run of a whole interval, inserts nothing. Memory stays
-        bounded (DuckDB spills), unlike a MERGE, which rewrote and held far more.
+        Under the table's writer lock, DuckDB reads only the event_id of the staged files and
+        of the table's files in the touched partitions, and finds the rows to drop: ids the
+        table holds already, and every copy but the first of an id delivered twice. Staged
+        files in the table's own layout (transform writes them there) that drop nothing are
+        added to the Delta log as they are, without reading or rewriting their rows; the rows
+        of any other file are rewritten without the dropped ones. All of it is one Delta
+        version, so a reader sees all of a run or none of it; a retried commit (or a re-run
+        of a whole interval) adds nothing.
         """
+        from deltalake import CommitProperties
+
         result = CommitResult()
         if not staged:
             return result
@@ -92,42 +144,101 @@ class Warehouse:
             # Inside the lock: two first commits racing to create the table would otherwise
             # both succeed and leave a second CREATE as version 1.
             self.ensure_table()
+            table = self._table()
+            in_table = set(pa.table(table.get_add_actions(flatten=True)).column("path").to_pylist())
             con = self._commit_connection(staged)
             try:
-                total = con.execute("SELECT count(*) FROM staged").fetchone()[0]
+                per_file = dict(con.execute("SELECT filename, count(*) FROM staged GROUP BY 1").fetchall())
+                total = sum(per_file.values())
                 dates = [d for (d,) in con.execute("SELECT DISTINCT event_date FROM staged ORDER BY 1").fetchall()]
                 result.partitions = [str(d) for d in dates]
-                existing = self._table().file_uris(partition_filters=[("event_date", "in", result.partitions)])
+                existing = table.file_uris(partition_filters=[("event_date", "in", result.partitions)])
                 existing = [u.removeprefix("file://") for u in existing]
                 known = (f"SELECT event_id FROM read_parquet([{', '.join(_sql_str(f) for f in existing)}])"
                          if existing else "SELECT NULL::VARCHAR AS event_id WHERE FALSE")
-                columns = ", ".join(COLUMN_NAMES)
-                # Ids delivered twice within the run are rare: only those go through the
-                # window that keeps the first copy; every other row streams straight through.
+                # Rows to drop: ids already in the table, and the later copies of an id
+                # delivered twice within the run (the first by source_key is kept).
                 con.execute("CREATE TEMP TABLE twice AS SELECT event_id FROM staged GROUP BY event_id "
                             "HAVING count(*) > 1")
-                reader = con.sql(
-                    f"SELECT {columns} FROM staged WHERE event_id NOT IN ({known}) "
-                    "AND event_id NOT IN (SELECT event_id FROM twice) "
-                    f"UNION ALL SELECT {columns} FROM staged WHERE event_id NOT IN ({known}) "
-                    "AND event_id IN (SELECT event_id FROM twice) "
-                    "QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY source_key, ingested_at) = 1"
-                ).to_arrow_reader(16 * 1024)
-                counted = _Counted(reader)
-                self._append(counted, run_id)
+                con.execute(
+                    f"CREATE TEMP TABLE dropped AS SELECT filename, file_row_number FROM staged "
+                    f"WHERE event_id IN ({known}) "
+                    f"UNION ALL SELECT filename, file_row_number FROM staged WHERE event_id NOT IN ({known}) "
+                    "AND event_id IN (SELECT event_id FROM twice) QUALIFY row_number() OVER "
+                    "(PARTITION BY event_id ORDER BY source_key, ingested_at, filename, file_row_number) > 1"
+                )
+                dropped = dict(con.execute("SELECT filename, count(*) FROM dropped GROUP BY 1").fetchall())
+                adds, rewrite = [], []
+                for uri in staged:
+                    rows, drop = per_file.get(uri, 0), dropped.get(uri, 0)
+                    rel = self._relative(uri)
+                    if rows == drop or (rel is not None and rel in in_table):
+                        continue  # nothing new, or added already by an earlier try of this commit
+                    if drop == 0 and rel is not None:
+                        adds.append(self._add_action(uri, rel, rows))
+                        result.inserted += rows
+                    else:
+                        rewrite.append(uri)
+                if rewrite:
+                    for uri, rows in self._rewrite(con, rewrite).items():
+                        adds.append(self._add_action(uri, self._relative(uri), rows))
+                        result.inserted += rows
+                if adds:
+                    table.create_write_transaction(
+                        adds, mode="append", schema=table.schema(), partition_by=list(PARTITION_BY),
+                        commit_properties=CommitProperties(custom_metadata={"trailhouse.run_id": run_id}),
+                    )
                 result.version = self._table().version()
             finally:
                 con.close()
-        result.inserted = counted.rows
-        result.duplicates = total - counted.rows
+        result.duplicates = total - result.inserted
         return result
+
+    def _relative(self, uri: str) -> str | None:
+        """The path of a file relative to the table, if it is in the table's layout."""
+        prefix = self.table_uri + "/"
+        if not uri.startswith(prefix):
+            return None
+        rel = uri[len(prefix):]
+        return rel if _LAYOUT.match(rel) else None
+
+    def _add_action(self, uri: str, rel: str | None, rows: int) -> Any:
+        from deltalake.transaction import AddAction
+
+        assert rel is not None, uri
+        day = _LAYOUT.match(rel).group(1)  # type: ignore[union-attr]
+        fs, path = storage.resolve(uri)
+        return AddAction(
+            path=rel,
+            size=fs.get_file_info(path).size,
+            partition_values={"event_date": None if day == NULL_PARTITION else day},
+            modification_time=int(time.time() * 1000),
+            data_change=True,
+            stats=json.dumps({"numRecords": rows}),
+        )
+
+    def _rewrite(self, con: Any, files: list[str]) -> dict[str, int]:
+        """The kept rows of `files`, written into the table's layout; {file URI: rows}."""
+        columns = ", ".join(COLUMN_NAMES)
+        reader = con.sql(
+            f"SELECT {columns} FROM staged s WHERE filename IN ({', '.join(_sql_str(f) for f in files)}) "
+            "AND NOT EXISTS (SELECT 1 FROM dropped d WHERE d.filename = s.filename "
+            "AND d.file_row_number = s.file_row_number)"
+        ).to_arrow_reader(16 * 1024)
+        writer = PartitionedWriter(self.table_uri)
+        try:
+            for batch in reader:
+                writer.write(pa.Table.from_batches([batch]).cast(ARROW_SCHEMA))
+            written = writer.close()
+        except BaseException:
+            writer.abort()
+            raise
+        return {uri: writer.rows[uri] for uri in written}
 
     def _commit_connection(self, staged: list[str]) -> Any:
         import tempfile
 
         import duckdb
-
-        from trailhouse import storage
 
         con = duckdb.connect(config={"threads": 2, "memory_limit": "512MB", "preserve_insertion_order": False,
                                      "temp_directory": tempfile.gettempdir() + "/trailhouse-duckdb"})
@@ -137,21 +248,14 @@ class Warehouse:
                 con.register_filesystem(storage.fsspec_for(uri))
                 break
         files = ", ".join(_sql_str(p) for p in staged)
-        con.execute(f"CREATE VIEW staged AS SELECT * FROM read_parquet([{files}])")
-        return con
-
-    def _append(self, batches: Any, run_id: str) -> None:
-        from deltalake import CommitProperties, write_deltalake
-
-        write_deltalake(
-            self.table_uri,
-            batches,
-            mode="append",
-            partition_by=list(PARTITION_BY),
-            storage_options=self.storage_options,
-            target_file_size=TARGET_FILE_SIZE,
-            commit_properties=CommitProperties(custom_metadata={"trailhouse.run_id": run_id}),
+        # Files in the table's layout carry event_date in their path, not as a column.
+        hive = ("hive_partitioning = true, hive_types = {'event_date': DATE}"
+                if any(self._relative(p) for p in staged) else "hive_partitioning = false")
+        con.execute(
+            f"CREATE VIEW staged AS SELECT * FROM read_parquet([{files}], filename = true, file_row_number = true, "
+            f"{hive}, union_by_name = true)"
         )
+        return con
 
     def _local_lock(self) -> Any:
         """One writer at a time for a local table (a file lock); remote tables pass theirs."""
@@ -243,11 +347,15 @@ class Warehouse:
         return int(metrics.get("num_deleted_rows", 0))
 
     def vacuum(self, retention_hours: int = 168) -> int:
-        """Remove files no table version younger than `retention_hours` needs (readers keep a week)."""
+        """Remove files no table version younger than `retention_hours` needs (readers keep a week).
+
+        Full: also the files of transforms whose run never committed (they are written into
+        the table's folder and only the commit adds them), once older than the retention.
+        """
         if not self.exists():
             return 0
         removed = self._table().vacuum(retention_hours=retention_hours, dry_run=False,
-                                       enforce_retention_duration=False)
+                                       enforce_retention_duration=False, full=True)
         return len(removed)
 
     def stats(self) -> dict[str, Any]:
@@ -264,11 +372,16 @@ def _sql_str(value: str) -> str:
 
 
 
-def remove_staging(path: str) -> None:
-    from trailhouse import storage
-
-    if path:
-        storage.remove_tree(path)
+def read_files(files: list[str]) -> pa.Table:
+    """Files in the table's layout (PartitionedWriter), in ARROW_SCHEMA: event_date from each path."""
+    parts = []
+    for uri in files:
+        day = re.search(r"/event_date=([^/]+)/[^/]+$", uri)
+        fs, path = storage.resolve(uri)
+        table = pq.read_table(path, filesystem=fs)
+        value = None if day is None or day.group(1) == NULL_PARTITION else date.fromisoformat(day.group(1))
+        parts.append(table.append_column("event_date", pa.array([value] * table.num_rows, pa.date32())))
+    return pa.concat_tables(parts).select(ARROW_SCHEMA.names).cast(ARROW_SCHEMA) if parts else ARROW_SCHEMA.empty_table()
 
 
 COLUMN_NAMES = [c.name for c in COLUMNS]

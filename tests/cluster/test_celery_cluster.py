@@ -526,10 +526,15 @@ def test_mav_dag_runs_on_celery_workers(cluster: Cluster, s3_endpoint: str, tmp_
     redelivered = {k for k in log_keys if f"/{END_DAY + timedelta(days=1):%Y/%m/%d}/" in k}
     assert len(redelivered) == 1 and sources == log_keys - redelivered
 
-    # -- staging: every batch staged on S3 by the transforms, nothing left after the commit
+    # -- the transforms wrote their files into the table's folder on S3 (no staging copy);
+    # the commit added them: every file of the table is one of those, in the table's layout
     bucket, prefix = c.env["TRAILHOUSE_WAREHOUSE"].removeprefix("s3://").split("/", 1)
     staged = s3.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/_staging/").get("Contents", [])
-    assert all(o["Key"].endswith("/") and o["Size"] == 0 for o in staged), f"staged files left: {staged}"
+    assert staged == [], f"a staging copy was written: {staged}"
+    written_files = {f"s3://{bucket}/{o['Key']}" for o in s3.list_objects_v2(
+        Bucket=bucket, Prefix=f"{prefix}/cloudtrail_events/event_date=").get("Contents", [])}
+    table_files = set(wh._table().file_uris())
+    assert table_files and table_files <= written_files, (table_files, written_files)
 
     # -- the ledger (app DB on PostgreSQL) and the run's figures
     app = sa.create_engine(c.app_db_url, poolclass=sa.pool.NullPool)
@@ -543,7 +548,7 @@ def test_mav_dag_runs_on_celery_workers(cluster: Cluster, s3_endpoint: str, tmp_
     assert ledger == {k: "loaded" for k in log_keys}
     assert tuple(figures) == ("success", written.log_files, written.unique_events, written.events - written.unique_events)
     print(f"cluster: {written.log_files} files, {written.unique_events} events, {len(transforms)} transforms; "
-          f"left under _staging/: {[o['Key'] for o in staged]}")
+          f"{len(table_files)} table files written by the transforms")
 
 
 # --------------------------------------------------------------------------- concurrent writers on S3
@@ -565,7 +570,7 @@ deadline = time.monotonic() + 60
 while len(list(barrier.iterdir())) < 2 and time.monotonic() < deadline:
     time.sleep(0.005)  # both writers start their commit at the same moment
 started = time.time()
-result = Warehouse(uri).commit([staged], run_id=me, lock=appdb.writer_lock(eng))
+result = Warehouse(uri).commit(staged.split(","), run_id=me, lock=appdb.writer_lock(eng))
 print(json.dumps({"inserted": result.inserted, "duplicates": result.duplicates, "version": result.version,
                   "started": started, "ended": time.time()}))
 """
@@ -623,8 +628,9 @@ def test_concurrent_commits_into_one_delta_table_on_s3(tmp_path: Path, pg_url: s
         # Two different batches sharing two files: both writers bring some of the same events.
         batches = [logs[: half + 1], logs[half - 1 :]]
         uri = "s3://warehouse/warehouse"
-        results = [transform_batch(source, b, mav="race", staging_dir=f"{uri}/_staging/race/run") for b in batches]
-        staged = [r.staged for r in results]
+        # as the transform tasks do: straight into the table's folder, added by the commits
+        results = [transform_batch(source, b, mav="race", staging_dir=Warehouse(uri).table_uri) for b in batches]
+        staged = [",".join(r.staged) for r in results]
         assert all(staged)
         # The app DB's schema first (as the run's discover task makes it), and the table: the
         # two writers race on their commits only.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import random
+import re
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from trailhouse import records, transform
-from trailhouse.schema import ARROW_SCHEMA
 from trailhouse.source import LocalSource, ObjectInfo
+from trailhouse.warehouse import FILE_SCHEMA, read_files
 
 CORPORA = Path(__file__).resolve().parents[1] / "fixtures" / "corpora"
 INVICTUS = CORPORA / "invictus_aws_dataset" / "CloudTrail"
@@ -88,10 +89,11 @@ def digest_file() -> bytes:
 
 
 def read_staged(result: transform.BatchResult) -> list[dict[str, Any]]:
-    assert result.staged is not None
-    table = pq.read_table(result.staged)
-    assert table.schema.equals(ARROW_SCHEMA)
-    return table.to_pylist()
+    assert result.staged
+    for uri in result.staged:  # the table's layout: one file per event date, no partition column
+        assert re.search(r"/event_date=[0-9-]+/part-[0-9a-f]{32}\.zstd\.parquet$", uri), uri
+        assert pq.read_schema(uri).equals(FILE_SCHEMA)
+    return read_files(result.staged).to_pylist()
 
 
 @pytest.fixture
@@ -220,9 +222,9 @@ def test_a_batch_of_only_broken_files_stages_nothing(bucket: Bucket, tmp_path: P
     bucket.put(log_key("emptyrecords001"), gzip.compress(b'{"Records": []}'))
     stage = tmp_path / "stage"
     result = transform.transform_batch(bucket.source(), bucket.objects, mav="t", staging_dir=str(stage))
-    assert result.staged is None
+    assert result.staged == []
     assert result.rows == 0
-    assert list(stage.iterdir()) == []
+    assert not stage.exists() or not any(stage.rglob("*.parquet"))  # no file written
     statuses = {o.key: o.status for o in result.outcomes}
     # A file with no records is a valid (if rare) delivery file, loaded with 0 events.
     assert statuses[log_key("emptyrecords001")] == transform.LOADED
@@ -240,8 +242,8 @@ def test_rows_flushed_in_several_row_groups_are_all_staged(
         bucket.put(log_key(path.stem.rsplit("_", 1)[1], account="218007301253", day="2023/07/10"), gzip.compress(data))
         expected.update({r["eventID"]: r for r in json.loads(data)["Records"]})
     result = transform.transform_batch(bucket.source(), bucket.objects, mav="t", staging_dir=str(tmp_path / "s"), threads=3)
-    assert result.staged is not None
-    assert pq.ParquetFile(result.staged).num_row_groups > 1
+    assert len(result.staged) == 1
+    assert pq.ParquetFile(result.staged[0]).num_row_groups > 1
     rows = read_staged(result)
     assert result.rows == len(rows) == len(expected)
     assert {r["event_id"]: records.rebuild(r) for r in rows} == expected

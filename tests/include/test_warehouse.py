@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 
 from trailhouse import records, transform
 from trailhouse.schema import ARROW_SCHEMA
-from trailhouse.warehouse import Warehouse
+from trailhouse.warehouse import PartitionedWriter, Warehouse
 
 
 def stage(tmp_path: Path, name: str, ids: list[str], day: str = "2026-11-20") -> str:
@@ -47,3 +47,63 @@ def test_empty_warehouse_answers_queries(tmp_path: Path) -> None:
     assert wh.duckdb().execute("SELECT count(*) FROM cloudtrail_events").fetchone() == (0,)
     assert wh.scan().collect().height == 0
     assert wh.commit([]).inserted == 0
+
+
+def staged_in_table(wh: Warehouse, ids: list[str], day: str = "2026-11-20", key: str = "k") -> list[str]:
+    """Files as transform_batch writes them in production: in the table's folder and layout."""
+    raws = [f'{{"eventID": "{i}", "eventTime": "{day}T10:00:00Z"}}'.encode() for i in ids]
+    rows = records.parse_file(b'{"Records": [' + b",".join(raws) + b"]}")
+    frame = transform.rows_to_frame(rows, [None] * len(rows), [None] * len(rows), [key] * len(rows),
+                                    mav="t", ingested_at=datetime.now(UTC))
+    writer = PartitionedWriter(wh.table_uri)
+    writer.write(frame.to_arrow().cast(ARROW_SCHEMA))
+    return writer.close()
+
+
+def table_files(wh: Warehouse) -> set[str]:
+    return {u.removeprefix("file://") for u in wh._table().file_uris()}
+
+
+def test_files_in_the_table_layout_are_added_without_rewriting(tmp_path: Path) -> None:
+    wh = Warehouse(str(tmp_path / "wh"))
+    staged = staged_in_table(wh, ["e1", "e2"]) + staged_in_table(wh, ["e3"], day="2026-11-21")
+    assert len(staged) == 2
+    before = {f: Path(f).stat().st_mtime_ns for f in staged}
+    # written but not committed: no reader sees them
+    wh.ensure_table()
+    assert wh.duckdb().execute("SELECT count(*) FROM cloudtrail_events").fetchone() == (0,)
+    result = wh.commit(staged)
+    assert (result.inserted, result.duplicates) == (3, 0)
+    assert table_files(wh) == set(staged)  # the very files, not copies
+    assert {f: Path(f).stat().st_mtime_ns for f in staged} == before
+    assert wh._table().count() == 3
+    assert sorted(wh.scan().select("event_id").collect().to_series().to_list()) == ["e1", "e2", "e3"]
+    version = result.version
+    again = wh.commit(staged)  # the commit task retried after it had committed
+    assert (again.inserted, again.duplicates, again.version) == (0, 3, version)
+
+
+def test_only_files_holding_duplicates_are_rewritten(tmp_path: Path) -> None:
+    wh = Warehouse(str(tmp_path / "wh"))
+    wh.commit(staged_in_table(wh, ["e1", "e2"]))
+    clean = staged_in_table(wh, ["e5", "e6"], key="a")
+    overlapping = staged_in_table(wh, ["e2", "e3", "e4"], key="b")  # e2 is in the table already
+    twice = staged_in_table(wh, ["e4", "e7"], key="c")  # e4 delivered twice within the run
+    result = wh.commit(clean + overlapping + twice)
+    assert (result.inserted, result.duplicates) == (5, 2)
+    files = table_files(wh)
+    assert set(clean) <= files
+    assert not set(overlapping + twice) & files  # rewritten without the dropped rows
+    con = wh.duckdb()
+    assert con.execute("SELECT count(*), count(DISTINCT event_id) FROM cloudtrail_events").fetchone() == (7, 7)
+    # the first copy (by source_key) of an id delivered twice is the one kept
+    assert con.execute("SELECT source_key FROM cloudtrail_events WHERE event_id = 'e4'").fetchall() == [("b",)]
+
+
+def test_uncommitted_files_are_removed_by_a_full_vacuum(tmp_path: Path) -> None:
+    wh = Warehouse(str(tmp_path / "wh"))
+    kept = staged_in_table(wh, ["e1"])
+    wh.commit(kept)
+    orphan = staged_in_table(wh, ["e9"])  # a transform whose run never committed
+    assert wh.vacuum(retention_hours=0) == 1
+    assert not Path(orphan[0]).exists() and Path(kept[0]).exists()
