@@ -17,11 +17,12 @@ from bench.common import Sheet
 # (label, file name part, function name) of the stages of transform_batch, by cumulative time.
 STAGES = (
     ("gunzip (records.decompress)", "trailhouse/records.py", "decompress"),
-    ("envelope decode (records.decode_envelope)", "trailhouse/records.py", "decode_envelope"),
-    ("record -> row dicts (records.record_to_row)", "trailhouse/records.py", "record_to_row"),
-    ("rows -> Polars frame (transform.rows_to_frame)", "trailhouse/transform.py", "rows_to_frame"),
-    ("frame -> Arrow + cast to schema (flush less the above)", "", ""),
-    ("Parquet write (ParquetWriter.write_table)", "pyarrow/parquet", "write_table"),
+    ("SHA-256 of the JSON (hashlib)", "~", "<built-in method _hashlib.openssl_sha256>"),
+    ("C column builder (Builder.add)", "~", "<method 'add' of 'trailhouse._fastjson.Builder' objects>"),
+    ("records left to Python (records.record_to_row)", "trailhouse/records.py", "record_to_row"),
+    ("builder -> Arrow table (transform.builder_arrow)", "trailhouse/transform.py", "builder_arrow"),
+    ("row dicts -> Polars frame (transform.rows_to_frame)", "trailhouse/transform.py", "rows_to_frame"),
+    ("Parquet write (PartitionedWriter.write)", "trailhouse/warehouse.py", "write"),
     ("key parsing (layout.parse_key)", "trailhouse/layout.py", "parse_key"),
 )
 
@@ -36,40 +37,42 @@ def _cum(stats: pstats.Stats, file_part: str, func: str) -> float:
 
 def stage_times(root: str, objects: list[tuple[str, str, int]]) -> dict[str, float]:
     """transform_batch's stages timed by hand, without a profiler's overhead (same functions, same order)."""
-    import pyarrow.parquet as pq
+    import hashlib
 
     from trailhouse import records
     from trailhouse.layout import parse_key
     from trailhouse.schema import ARROW_SCHEMA
-    from trailhouse.transform import FLUSH_ROWS, rows_to_frame
+    from trailhouse.transform import FLUSH_ROWS, builder_arrow, rows_to_frame
+    from trailhouse.warehouse import PartitionedWriter
 
     t: dict[str, float] = dict.fromkeys(
-        ("read file", "gunzip", "envelope decode", "record_to_row", "rows_to_frame", "  of which: column lists from row dicts",
-         "to_arrow + cast", "Parquet write"), 0.0)
+        ("read file", "gunzip", "SHA-256", "C column builder", "record_to_row (records left to Python)",
+         "Arrow table in the warehouse's schema", "Parquet write"), 0.0)
     clock = time.perf_counter
     ingested_at = datetime.datetime.now(datetime.UTC)
+    builder = records.column_builder()
     with tempfile.TemporaryDirectory() as tmp:
-        writer = pq.ParquetWriter(f"{tmp}/x.parquet", ARROW_SCHEMA, compression="zstd")
+        writer = PartitionedWriter(tmp)
+        built: list[Any] = []
         pending: list[dict[str, Any]] = []
-        accounts: list[str | None] = []
-        days: list[Any] = []
-        keys: list[str] = []
+        lineage: list[tuple[str, Any, Any]] = []
 
         def flush() -> None:
+            tables = []
             t0 = clock()
-            _ = {name: [r.get(name) for r in pending] for name in records.SOURCE_COLUMNS}
+            if built:
+                tables.append(builder_arrow(builder, built, mav="bench", ingested_at=ingested_at))
+            if pending:
+                tables.append(rows_to_frame(pending, [a for _, a, _ in lineage], [d for _, _, d in lineage],
+                                            [k for k, _, _ in lineage], mav="bench",
+                                            ingested_at=ingested_at).to_arrow().cast(ARROW_SCHEMA))
             t1 = clock()
-            frame = rows_to_frame(pending, accounts, days, keys, mav="bench", ingested_at=ingested_at)
+            for table in tables:
+                writer.write(table)
             t2 = clock()
-            table = frame.to_arrow().cast(ARROW_SCHEMA)
-            t3 = clock()
-            writer.write_table(table)
-            t4 = clock()
-            t["  of which: column lists from row dicts"] += t1 - t0
-            t["rows_to_frame"] += t2 - t1
-            t["to_arrow + cast"] += t3 - t2
-            t["Parquet write"] += t4 - t3
-            pending.clear(), accounts.clear(), days.clear(), keys.clear()
+            t["Arrow table in the warehouse's schema"] += t1 - t0
+            t["Parquet write"] += t2 - t1
+            built.clear(), pending.clear(), lineage.clear()
 
         for key, _etag, _size in objects:
             t0 = clock()
@@ -77,20 +80,29 @@ def stage_times(root: str, objects: list[tuple[str, str, int]]) -> dict[str, flo
             t1 = clock()
             text = records.decompress(data, key)
             t2 = clock()
-            recs = records.decode_envelope(text)
+            hashlib.sha256(text).hexdigest()
             t3 = clock()
-            rows = [records.record_to_row(r) for r in recs]
+            fast = builder.add(text)
             t4 = clock()
+            if fast is None:
+                added, rows = 0, [records.record_to_row(r) for r in records.decode_envelope(text)]
+            else:
+                added, left_out = fast
+                raw = records.decode_envelope(text) if left_out else []
+                rows = [records.record_to_row(raw[i]) for i in left_out]
+            t5 = clock()
             t["read file"] += t1 - t0
             t["gunzip"] += t2 - t1
-            t["envelope decode"] += t3 - t2
-            t["record_to_row"] += t4 - t3
+            t["SHA-256"] += t3 - t2
+            t["C column builder"] += t4 - t3
+            t["record_to_row (records left to Python)"] += t5 - t4
             parsed = parse_key(key)
+            account, day = (parsed.account, parsed.day) if parsed else (None, None)
+            if added:
+                built.append((key, account, day, added))
             pending.extend(rows)
-            accounts.extend([parsed.account if parsed else None] * len(rows))
-            days.extend([parsed.day if parsed else None] * len(rows))
-            keys.extend([key] * len(rows))
-            if len(pending) >= FLUSH_ROWS:
+            lineage.extend([(key, account, day)] * len(rows))
+            if builder.rows + len(pending) >= FLUSH_ROWS:
                 flush()
         flush()
         writer.close()
@@ -124,9 +136,8 @@ def profile_batch(root: str, objects: list[tuple[str, str, int]], staging: str) 
         if file_part:
             stages[label] = _cum(stats, file_part, func)
     flush = _cum(stats, "trailhouse/transform.py", "flush")
-    stages["frame -> Arrow + cast to schema (flush less the above)"] = (
-        flush - stages["rows -> Polars frame (transform.rows_to_frame)"] - stages["Parquet write (ParquetWriter.write_table)"]
-    )
+    stages["rest of flush (lineage dates, to_arrow of Python rows)"] = flush - sum(
+        stages[label] for label in stages if "table" in label or "frame" in label or "Parquet" in label)
     rows = []
     for (filename, line, name), (_cc, nc, tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
         rows.append({"function": f"{Path(filename).name}:{line}({name})" if filename != "~" else name,
@@ -144,10 +155,10 @@ def report(res: dict[str, Any], sheet: Sheet) -> None:
               note=f"{res['events'] / res['plain_s']:,.0f} events/s unprofiled (best of 2), 1 process; "
                    f"{res['profiled_s']:.1f} s under cProfile")
     hand = res["by_hand"]
-    hand_total = sum(v for k, v in hand.items() if not k.startswith(" "))
+    hand_total = sum(hand.values())
     for label, secs in hand.items():
         sheet.add(s, f"timed stage: {label.strip()}", 100 * secs / hand_total, "% of stages",
-                  note=f"{secs:.2f} s, no profiler" + ("; part of rows_to_frame" if label.startswith(" ") else ""))
+                  note=f"{secs:.2f} s, no profiler")
     total = res["profiled_total_s"] or 1.0
     for label, secs in res["stages"].items():
         sheet.add(s, f"cProfile stage: {label}", 100 * secs / total, "% of profiled", note=f"{secs:.2f} s under cProfile")

@@ -32,6 +32,8 @@
 #define MAX_COLUMNS 64
 
 enum { K_STR = 0, K_BOOL = 1, K_MFA = 2, K_TIME = 3, K_JSON = 4 };
+/* strings (and JSON text) have offsets; bools are bitmaps; times are int64 microseconds */
+#define HAS_OFFSETS(kind) ((kind) == K_STR || (kind) == K_JSON)
 enum { ST_OK = 0, ST_IRREGULAR = 1, ST_BAD = -1, ST_NOMEM = -2 };
 
 /* ---------------------------------------------------------------- buffers */
@@ -153,8 +155,8 @@ static inline int node_find(const Node *node, const char *s, size_t len) {
 
 typedef struct {
     int kind;
-    Buf data;    /* string kinds: the UTF-8 bytes; bool kinds: one byte (0/1) per row */
-    Buf offsets; /* string kinds: int64 offsets, rows + 1 of them */
+    Buf data;    /* strings: the UTF-8 bytes; bools: one byte (0/1) per row; times: int64 per row */
+    Buf offsets; /* strings: int64 offsets, rows + 1 of them */
     Buf valid;   /* one byte (0/1) per row; packed into a bitmap by finish() */
 } Column;
 
@@ -164,6 +166,7 @@ typedef struct {
     const char *ptr;
     size_t len;
     size_t scratch_off;
+    int64_t micros; /* a time column's value: microseconds since the epoch, UTC */
     char in_scratch;
     char boolean;
 } Slot;
@@ -410,8 +413,19 @@ static int skip_value(Cur *c) {
     }
 }
 
-/* 2026-11-27T13:13:13Z, and a real date and time (what records._valid_time accepts). */
-static int canonical_time(const char *s, size_t n) {
+/* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil). */
+static int64_t days_from_civil(int64_t y, int m, int d) {
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+/* 2026-11-27T13:13:13Z, and a real date and time (what records._valid_time accepts); its
+   microseconds since the epoch into *micros. */
+static int canonical_time(const char *s, size_t n, int64_t *micros) {
     static const char *pat = "dddd-dd-ddTdd:dd:ddZ";
     if (n != 20) return 0;
     for (int i = 0; i < 20; i++) {
@@ -423,12 +437,15 @@ static int canonical_time(const char *s, size_t n) {
     }
 #define D2(i) ((s[i] - '0') * 10 + (s[i + 1] - '0'))
     int year = D2(0) * 100 + D2(2), month = D2(5), day = D2(8);
-    if (year < 1 || month < 1 || month > 12 || day < 1) return 0;
-    if (D2(11) > 23 || D2(14) > 59 || D2(17) > 59) return 0;
+    int hour = D2(11), minute = D2(14), second = D2(17);
 #undef D2
+    if (year < 1 || month < 1 || month > 12 || day < 1) return 0;
+    if (hour > 23 || minute > 59 || second > 59) return 0;
     static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     int leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-    return day <= mdays[month - 1] + (month == 2 && leap);
+    if (day > mdays[month - 1] + (month == 2 && leap)) return 0;
+    *micros = ((days_from_civil(year, month, day) * 86400) + hour * 3600 + minute * 60 + second) * 1000000LL;
+    return 1;
 }
 
 /* Emit `"key":<raw value>` (a comma first unless it is the first item) into the extras. */
@@ -473,7 +490,7 @@ static int take_column(Builder *b, Cur *c, int col, int *moved, int *items, cons
             slot->len = b->scratch.len - slot->scratch_off;
             slot->in_scratch = 1;
         } else {
-            if (column->kind == K_TIME && !canonical_time(s, n)) return ST_IRREGULAR;
+            if (column->kind == K_TIME && !canonical_time(s, n, &slot->micros)) return ST_IRREGULAR;
             slot->ptr = s;
             slot->len = n;
             slot->in_scratch = 0;
@@ -587,13 +604,16 @@ static int append_row(Builder *b) {
             has = (b->set >> i) & 1;
             if (col->kind == K_BOOL || col->kind == K_MFA) {
                 if (buf_byte(&col->data, has ? s->boolean : 0)) return ST_NOMEM;
+            } else if (col->kind == K_TIME) {
+                int64_t v = has ? s->micros : 0;
+                if (buf_put(&col->data, (const char *)&v, sizeof v)) return ST_NOMEM;
             } else if (has) {
                 const char *p = s->in_scratch ? b->scratch.p + s->scratch_off : s->ptr;
                 if (buf_put(&col->data, p, s->len)) return ST_NOMEM;
             }
         }
         if (buf_byte(&col->valid, (char)has)) return ST_NOMEM;
-        if (col->kind != K_BOOL && col->kind != K_MFA) {
+        if (HAS_OFFSETS(col->kind)) {
             int64_t off = (int64_t)col->data.len;
             if (buf_put(&col->offsets, (const char *)&off, sizeof off)) return ST_NOMEM;
         }
@@ -680,7 +700,7 @@ static int builder_start_columns(Builder *b) {
     for (int i = 0; i <= b->ncols; i++) {
         Column *col = &b->cols[i];
         col->data.len = col->offsets.len = col->valid.len = 0;
-        if (col->kind != K_BOOL && col->kind != K_MFA) {
+        if (HAS_OFFSETS(col->kind)) {
             int64_t zero = 0;
             if (buf_put(&col->offsets, (const char *)&zero, sizeof zero)) return -1;
         }
@@ -887,7 +907,8 @@ PyDoc_STRVAR(finish_doc,
 "finish() -> (rows, columns)\n\n"
 "The rows added since the last finish(), as Arrow buffers per column (the source columns in\n"
 "the order of `kinds`, then extra_fields): (validity bitmap or None, offsets, data) for\n"
-"strings (int64 offsets: large_string), (validity bitmap or None, values bitmap) for bools.\n"
+"strings (int64 offsets: large_string), (validity bitmap or None, values bitmap) for bools,\n"
+"(validity bitmap or None, int64 microseconds since the epoch, UTC) for times.\n"
 "The builder starts empty again.");
 
 static PyObject *Builder_finish(Builder *b, PyObject *Py_UNUSED(ignored)) {
@@ -903,7 +924,9 @@ static PyObject *Builder_finish(Builder *b, PyObject *Py_UNUSED(ignored)) {
             Py_DECREF(valid);
             valid = Py_NewRef(Py_None);
         }
-        if (col->kind == K_BOOL || col->kind == K_MFA) {
+        if (col->kind == K_TIME) {
+            item = Py_BuildValue("(Ny#)", valid, col->data.p ? col->data.p : "", (Py_ssize_t)col->data.len);
+        } else if (col->kind == K_BOOL || col->kind == K_MFA) {
             PyObject *values = bitmap(&col->data, rows, NULL);
             if (!values) {
                 Py_DECREF(valid);

@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 import pyarrow as pa
 
-from trailhouse.schema import BOOL, COLUMNS, JSON, MFA, STR, TIME, Column
+from trailhouse.schema import BOOL, COLUMNS, JSON, MFA, STR, TIME, UTC_TS, Column
 
 try:  # the C builder (setup.py); without a compiler the pure-Python path below does it all
     from trailhouse import _fastjson
@@ -280,13 +280,15 @@ def column_builder() -> Any:
 
 
 def builder_table(builder: Any) -> pa.Table:
-    """The rows a builder holds, as Arrow (times still as text); the builder starts empty."""
+    """The rows a builder holds, as Arrow (strings as large_string); the builder starts empty."""
     rows, buffers = builder.finish()
     arrays = []
     for kind, (valid, *data) in zip([c.kind for c in _SOURCE] + [JSON], buffers, strict=True):
         validity = pa.py_buffer(valid) if valid is not None else None
         if kind in (BOOL, MFA):
             arrays.append(pa.Array.from_buffers(pa.bool_(), rows, [validity, pa.py_buffer(data[0])]))
+        elif kind == TIME:  # int64 microseconds since the epoch (the builder takes canonical times only)
+            arrays.append(pa.Array.from_buffers(UTC_TS, rows, [validity, pa.py_buffer(data[0])]))
         else:
             offsets, text = data
             arrays.append(pa.Array.from_buffers(pa.large_string(), rows, [validity, pa.py_buffer(offsets), pa.py_buffer(text)]))

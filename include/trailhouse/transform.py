@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -10,10 +11,12 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from trailhouse import faults, records
 from trailhouse.layout import parse_key
-from trailhouse.schema import ARROW_SCHEMA, COLUMNS
+from trailhouse.schema import ARROW_SCHEMA, COLUMNS, UTC_TS
 from trailhouse.source import ObjectInfo, Source
 from trailhouse.warehouse import PartitionedWriter
 
@@ -88,25 +91,6 @@ def _parse_time(name: str) -> pl.Expr:
     ).alias(name)
 
 
-def _canonical_time(name: str) -> pl.Expr:
-    # The C builder only takes canonical times (records.CANONICAL_TIME): one format does.
-    return pl.col(name).str.to_datetime(_TIME_FORMATS[0], time_zone="UTC", time_unit="us").alias(name)
-
-
-def _finish_frame(frame: pl.DataFrame, *, mav: str, ingested_at: datetime, canonical_times: bool) -> pl.DataFrame:
-    """Source columns + extra_fields + lineage to the warehouse's schema."""
-    parse = _canonical_time if canonical_times else _parse_time
-    return frame.with_columns(
-        parse("event_time"),
-        parse("session_creation_date"),
-        pl.coalesce("recipient_account_id", "_folder_account").alias("account_id"),
-        pl.lit(mav).alias("mav"),
-        pl.lit(ingested_at).cast(pl.Datetime("us", "UTC")).alias("ingested_at"),
-    ).with_columns(
-        pl.coalesce(pl.col("event_time").dt.date(), "_folder_day").alias("event_date"),
-    ).select([c.name for c in COLUMNS])
-
-
 def rows_to_frame(
     rows: list[dict[str, Any]],
     folder_accounts: list[str | None],
@@ -124,32 +108,47 @@ def rows_to_frame(
         pl.Series("_folder_account", folder_accounts, dtype=pl.String),
         pl.Series("_folder_day", folder_days, dtype=pl.Date),
     )
-    return _finish_frame(frame, mav=mav, ingested_at=ingested_at, canonical_times=False)
+    return frame.with_columns(
+        _parse_time("event_time"),
+        _parse_time("session_creation_date"),
+        pl.coalesce("recipient_account_id", "_folder_account").alias("account_id"),
+        pl.lit(mav).alias("mav"),
+        pl.lit(ingested_at).cast(pl.Datetime("us", "UTC")).alias("ingested_at"),
+    ).with_columns(
+        pl.coalesce(pl.col("event_time").dt.date(), "_folder_day").alias("event_date"),
+    ).select([c.name for c in COLUMNS])
 
 
-def builder_frame(
+def builder_arrow(
     builder: Any,
     files: list[tuple[str, str | None, date | None, int]],
     *,
     mav: str,
     ingested_at: datetime,
-) -> pl.DataFrame:
-    """The rows of a records.column_builder() (emptied) to a frame in the warehouse's schema.
+) -> pa.Table:
+    """The rows of a records.column_builder() (emptied), in the warehouse's schema (ARROW_SCHEMA).
 
     files: (source key, folder account, folder day, rows added) in the order they were added.
+    Arrow compute only: the builder's buffers are not copied into another engine and back.
     """
-    frame = pl.from_arrow(records.builder_table(builder))
-    counts = pl.Series([n for *_, n in files], dtype=pl.UInt32)
-    lineage = pl.DataFrame(
-        {
-            "source_key": [k for k, *_ in files],
-            "_folder_account": [a for _, a, _, _ in files],
-            "_folder_day": [d for *_, d, _ in files],
-        },
-        schema={"source_key": pl.String, "_folder_account": pl.String, "_folder_day": pl.Date},
-    ).select(pl.all().repeat_by(counts).explode())
-    return _finish_frame(pl.concat([frame, lineage], how="horizontal"), mav=mav, ingested_at=ingested_at,
-                         canonical_times=True)
+    table = records.builder_table(builder)
+    rows = table.num_rows
+    # each row's file: its lineage columns are the file's values, taken by index
+    index = pa.array(itertools.chain.from_iterable(itertools.repeat(i, n) for i, (*_, n) in enumerate(files)),
+                     pa.int32(), size=rows)
+    source_key = pa.array([f[0] for f in files], pa.string()).take(index)
+    folder_account = pa.array([f[1] for f in files], pa.string()).take(index)
+    folder_day = pa.array([f[2] for f in files], pa.date32()).take(index)
+    event_time = table.column("event_time")
+    derived = {
+        "event_date": pc.coalesce(pc.cast(event_time, pa.date32()), folder_day),
+        "account_id": pc.coalesce(table.column("recipient_account_id").cast(pa.string()), folder_account),
+        "mav": pa.repeat(pa.scalar(mav, pa.string()), rows),
+        "source_key": source_key,
+        "ingested_at": pa.repeat(pa.scalar(ingested_at, UTC_TS), rows),
+    }
+    columns = [derived[c.name] if c.name in derived else table.column(c.name) for c in COLUMNS]
+    return pa.table(columns, names=[c.name for c in COLUMNS]).cast(ARROW_SCHEMA)
 
 
 def _download(source: Source, objects: Sequence[ObjectInfo], threads: int) -> Iterable[tuple[ObjectInfo, bytes | Exception]]:
@@ -193,19 +192,19 @@ def transform_batch(
     keys: list[str] = []
     get_calls_before = source.get_calls
 
-    def write(frame: pl.DataFrame) -> None:
-        per_key = frame.group_by("source_key").agg(pl.col("event_date").unique().sort())
-        for key, key_dates in per_key.iter_rows():
-            result.dates[key] = sorted({*result.dates.get(key, []), *(str(d) for d in key_dates)})
+    def write(table: pa.Table) -> None:
+        pairs = table.select(["source_key", "event_date"]).group_by(["source_key", "event_date"]).aggregate([])
+        for key, day in zip(*(pairs.column(i).to_pylist() for i in (0, 1)), strict=True):
+            result.dates[key] = sorted({*result.dates.get(key, []), str(day)})
         faults.point("transform.before_stage")
-        out.write(frame.to_arrow().cast(ARROW_SCHEMA))
+        out.write(table)
 
     def flush() -> None:
         if built:
-            write(builder_frame(builder, built, mav=mav, ingested_at=ingested_at))
+            write(builder_arrow(builder, built, mav=mav, ingested_at=ingested_at))
             built.clear()
         if pending:
-            write(rows_to_frame(pending, accounts, days, keys, mav=mav, ingested_at=ingested_at))
+            write(rows_to_frame(pending, accounts, days, keys, mav=mav, ingested_at=ingested_at).to_arrow().cast(ARROW_SCHEMA))
             pending.clear(), accounts.clear(), days.clear(), keys.clear()
 
     failures: list[str] = []

@@ -264,6 +264,9 @@ def test_the_c_builder_and_the_python_path_stage_the_same_rows(bucket: Bucket, t
         bucket.put(log_key(path.stem.rsplit("_", 1)[1], account="218007301253", day="2023/07/10"),
                    gzip.compress(path.read_bytes()))
     odd = [event("odd-1", "2026-11-27T10:00:00.5Z"), event("odd-2", None, readOnly="true"), event("ok-1", "2026-11-27T10:00:00Z")]
+    # times the builder converts itself (to microseconds), at the edges of the calendar
+    odd += [event(f"t-{t}", t) for t in ("0001-01-01T00:00:00Z", "1969-12-31T23:59:59Z", "1970-01-01T00:00:00Z",
+                                          "2000-02-29T12:00:00Z", "2100-03-01T00:00:01Z", "9999-12-31T23:59:59Z")]
     bucket.put(log_key("mixedrecords001"), gzip.compress(envelope(*odd)))
     bucket.put(log_key("plainlibraryfile"), (LIBRARY / "SerializerTestFileNewFieldsInRoot.json").read_bytes())
     when = datetime(2026, 11, 27, 12, tzinfo=UTC)
