@@ -154,7 +154,7 @@ def report(ds: Dataset, runs: list[IngestRun], sheet: Sheet) -> None:
                   note=f"{r.cpu_s:.0f} CPU-s in workers + parent; little affected by other load")
         sheet.add(s, f"{w}: transform-only events/s", r.events / r.transform_s, "events/s",
                   note=f"{r.batches} batches of <= {settings.load().batch_bytes // MIB} MiB gzip")
-        sheet.add(s, f"{w}: commit (anti-join + Delta append) events/s", r.inserted / r.commit_s if r.commit_s else None,
+        sheet.add(s, f"{w}: commit (ids checked, files added to the Delta log) events/s", r.inserted / r.commit_s if r.commit_s else None,
                   "events/s", note=f"{r.inserted:,} inserted, {r.duplicates} duplicates dropped")
         sheet.add(s, f"{w}: peak RSS, biggest worker", r.worker_peak_rss / MIB, "MiB",
                   note=f"VmHWM; sampled {r.worker_peak_rss_sampled / MIB:.0f} MiB")

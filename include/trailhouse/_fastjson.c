@@ -27,6 +27,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h> /* baseline on x86-64; other CPUs take the 8-byte path */
+#endif
 
 #define MAX_DEPTH 256
 #define MAX_COLUMNS 64
@@ -146,8 +149,10 @@ fail:
 }
 
 static inline int node_find(const Node *node, const char *s, size_t len) {
-    for (int i = 0; i < node->n; i++)
-        if (node->e[i].len == len && memcmp(node->e[i].name, s, len) == 0) return i;
+    for (int i = 0; i < node->n; i++) {
+        const Entry *e = &node->e[i];
+        if (e->len == len && (len == 0 || (e->name[0] == s[0] && memcmp(e->name, s, len) == 0))) return i;
+    }
     return -1;
 }
 
@@ -230,6 +235,20 @@ static int scan_string(Cur *c, const char **start, size_t *len, int *escaped) {
     *escaped = 0;
     while (p < end) {
         uint64_t w;
+#ifdef __SSE2__
+        const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\'), ctl = _mm_set1_epi8(0x1F);
+        while (p + 16 <= end) { /* sixteen plain bytes at a time */
+            __m128i v = _mm_loadu_si128((const __m128i *)p);
+            __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
+                                       _mm_cmpeq_epi8(_mm_max_epu8(v, ctl), ctl)); /* v <= 0x1F, unsigned */
+            int mask = _mm_movemask_epi8(hit);
+            if (mask) {
+                p += __builtin_ctz(mask);
+                break;
+            }
+            p += 16;
+        }
+#endif
         while (p + 8 <= end) { /* eight plain bytes at a time */
             memcpy(&w, p, 8);
             if (special8(w)) break;
