@@ -24,6 +24,8 @@ LOADED, QUARANTINED = "loaded", "quarantined"
 # Rows held before they are written out as a Parquet row group: bounds a worker's memory
 # whatever the batch size.
 FLUSH_ROWS = 50_000
+# ... or bytes held by the C builder (records with large blobs: 50,000 of them could be GBs).
+FLUSH_BYTES = 128 * 1024 * 1024
 _TIME_FORMATS = ("%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S%.fZ", "%Y-%m-%dT%H:%M:%S%z")
 
 
@@ -243,7 +245,8 @@ def transform_batch(
             events = added + len(rows)
             result.rows += events
             result.outcomes.append(Outcome(obj.key, obj.etag, obj.size, LOADED, events, "", sha256))
-            if (builder.rows if builder is not None else 0) + len(pending) >= FLUSH_ROWS:
+            held = (builder.rows, builder.nbytes) if builder is not None else (0, 0)
+            if held[0] + len(pending) >= FLUSH_ROWS or held[1] >= FLUSH_BYTES:
                 flush()
         if failures:
             raise DownloadError(

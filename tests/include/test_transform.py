@@ -249,6 +249,24 @@ def test_rows_flushed_in_several_row_groups_are_all_staged(
     assert {r["event_id"]: records.rebuild(r) for r in rows} == expected
 
 
+def test_records_with_large_blobs_are_flushed_by_size(bucket: Bucket, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker's memory is bounded by bytes too: few records with big blobs still flush."""
+    monkeypatch.setattr(transform, "FLUSH_BYTES", 1_000_000)
+    big = "x" * 200_000  # CloudTrail truncates nothing below 256 KB per event
+    for f in range(3):
+        recs = [event(f"big-{f}-{i}", "2026-11-27T10:00:00Z", responseElements={"blob": big}) for i in range(4)]
+        bucket.put(log_key(f"bigblobs{f:07d}"), gzip.compress(envelope(*recs)))
+    result = transform.transform_batch(bucket.source(), bucket.objects, mav="t", staging_dir=str(tmp_path / "s"))
+    assert result.rows == 12 and len(result.staged) == 1
+    # one row group per flush: 800 KB per file, so a flush once the second file crossed
+    # 1 MB and one at the end (FLUSH_ROWS alone would have made a single one)
+    assert pq.ParquetFile(result.staged[0]).num_row_groups == 2
+    rows = read_staged(result)
+    assert sorted(r["event_id"] for r in rows) == sorted(f"big-{f}-{i}" for f in range(3) for i in range(4))
+    assert all(json.loads(r["response_elements"]) == {"blob": big} for r in rows)
+
+
 def test_a_failed_download_fails_the_batch(bucket: Bucket, tmp_path: Path) -> None:
     bucket.put(log_key("goodfile0000001"), gzip.compress(envelope(event("e-1", "2026-11-27T10:00:00Z"))))
     missing = ObjectInfo(log_key("gonefrombucket1"), "etag", 10)
