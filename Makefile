@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-long test-cluster reliability lint bench clean venv
+.PHONY: demo test test-long test-cluster reliability lint bench clean venv sanitize
 
 venv: $(STAMP)
 
@@ -36,6 +36,13 @@ reliability: venv
 
 test-cluster: venv
 	$(PY) -m pytest -m cluster $(PYTEST_ARGS)
+
+# The C column builder's tests under AddressSanitizer and UBSan (any finding aborts the run).
+SANITIZE_TESTS ?= tests/include/test_fastjson.py tests/include/test_transform.py tests/include/test_records.py
+sanitize: venv
+	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	$(PY) tests/sanitize.py -q $(SANITIZE_TESTS)
 
 lint: venv
 	$(VENV)/bin/ruff check include dags plugins tests

@@ -59,6 +59,7 @@ static int buf_grow(Buf *b, size_t extra) {
 }
 
 static inline int buf_put(Buf *b, const char *s, size_t n) {
+    if (n == 0) return 0; /* memcpy must not see the NULL of a buffer never grown */
     if (b->len + n > b->cap && buf_grow(b, n)) return -1;
     memcpy(b->p + b->len, s, n);
     b->len += n;

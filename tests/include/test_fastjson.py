@@ -284,3 +284,47 @@ def _shape(tree: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
 @given(st.lists(_shape(records.TREE), min_size=1, max_size=4))
 def test_any_record_gives_the_same_row_as_python(recs: list[dict[str, Any]]) -> None:
     assert_same_as_python(json.dumps({"Records": recs}).encode())
+
+
+# Mutation fuzzing: broken variants of real delivery files. The builder reads untrusted
+# bytes in C; whatever it gets it must not crash, must not accept a file the Python path
+# rejects, and must give Python's rows for one it accepts.
+_SEED_FILES = [_wrap(*(raw for _, raw in corpus_records(name)[:6])) for name in ("invictus_aws_dataset", "stratus_red_team")]
+_BYTES = b'{}[]",:\\0123456789.-+eEtrunfals \n\x00\x1f\x7f\x80\xc3\xa9\xed\xa0\x80\xf4\x90'
+
+
+@st.composite
+def _mutated(draw: st.DrawFn) -> bytes:
+    data = bytearray(draw(st.sampled_from(_SEED_FILES)))
+    for _ in range(draw(st.integers(1, 4))):
+        at = draw(st.integers(0, len(data) - 1))
+        kind = draw(st.sampled_from(["flip", "delete", "insert", "truncate", "escape"]))
+        if kind == "flip":
+            data[at] = draw(st.sampled_from(_BYTES))
+        elif kind == "delete":
+            del data[at:at + draw(st.integers(1, 8))]
+        elif kind == "insert":
+            data[at:at] = draw(st.binary(min_size=1, max_size=4)) if draw(st.booleans()) else bytes(
+                [draw(st.sampled_from(_BYTES))])
+        elif kind == "truncate":
+            del data[at:]
+        else:
+            data[at:at] = draw(st.sampled_from([b"\\u", b"\\ud800", b"\\udc00", b"\\ud83d\\ude00", b"\\", b'\\"']))
+        if not data:
+            data = bytearray(b"{")
+    return bytes(data)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_mutated())
+def test_broken_variants_of_real_files_never_fool_the_builder(text: bytes) -> None:
+    builder = records.column_builder()
+    result = builder.add(text)
+    if result is None:
+        assert builder.rows == 0
+        return
+    try:
+        records.decode_envelope(text)
+    except records.BadObject as exc:
+        raise AssertionError(f"the builder accepted a file Python rejects ({exc})") from None
+    assert_same_as_python(text)
