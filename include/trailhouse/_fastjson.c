@@ -345,6 +345,22 @@ static int unescape(Buf *out, const char *s, size_t len) {
     return ST_OK;
 }
 
+/* After an item of an object or array (c->p past it): 1 if a ',' follows (consumed, with
+   the white space after it), 0 if `close` does (consumed), ST_BAD otherwise. */
+static int next_item(Cur *c, char close) {
+    ws(c);
+    if (c->p < c->end && *c->p == ',') {
+        c->p++;
+        ws(c);
+        return 1;
+    }
+    if (c->p < c->end && *c->p == close) {
+        c->p++;
+        return 0;
+    }
+    return ST_BAD;
+}
+
 static int skip_number(Cur *c) {
     const char *p = c->p, *end = c->end;
     if (p < end && *p == '-') p++;
@@ -394,15 +410,9 @@ static int skip_container(Cur *c, char close) {
             ws(c);
         }
         if (skip_value(c)) return ST_BAD;
-        ws(c);
-        if (c->p >= c->end) return ST_BAD;
-        if (*c->p == ',') {
-            c->p++;
-            ws(c);
-            continue;
-        }
-        if (*c->p != close) return ST_BAD;
-        c->p++;
+        int more = next_item(c, close);
+        if (more == 1) continue;
+        if (more) return ST_BAD;
         c->depth--;
         return ST_OK;
     }
@@ -590,15 +600,9 @@ static int parse_object(Builder *b, Cur *c, const Node *node, int *moved, int *i
                 if (child_moved) *moved = 1;
             }
         }
-        ws(c);
-        if (c->p >= c->end) return ST_BAD;
-        if (*c->p == ',') {
-            c->p++;
-            ws(c);
-            continue;
-        }
-        if (*c->p != '}') return ST_BAD;
-        c->p++;
+        int more = next_item(c, '}');
+        if (more == 1) continue;
+        if (more) return ST_BAD;
         c->depth--;
         return ST_OK;
     }
@@ -834,33 +838,19 @@ static int parse_file(Builder *b, const char *text, size_t len, Indices *left_ou
                         (*added)++;
                     }
                     index++;
-                    ws(&c);
-                    if (c.p < c.end && *c.p == ',') {
-                        c.p++;
-                        ws(&c);
-                        continue;
-                    }
-                    if (c.p < c.end && *c.p == ']') {
-                        c.p++;
-                        break;
-                    }
-                    return ST_BAD;
+                    int more = next_item(&c, ']');
+                    if (more == 1) continue;
+                    if (more) return ST_BAD;
+                    break;
                 }
             }
         } else if (skip_value(&c)) {
             return ST_BAD;
         }
-        ws(&c);
-        if (c.p < c.end && *c.p == ',') {
-            c.p++;
-            ws(&c);
-            continue;
-        }
-        if (c.p < c.end && *c.p == '}') {
-            c.p++;
-            break;
-        }
-        return ST_BAD;
+        int more = next_item(&c, '}');
+        if (more == 1) continue;
+        if (more) return ST_BAD;
+        break;
     }
     ws(&c);
     return c.p == c.end && seen_records ? ST_OK : ST_BAD;
