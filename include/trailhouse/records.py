@@ -65,7 +65,8 @@ _DISPATCH: dict[str, tuple[int, Any]] = {
           if isinstance(spec, Column) else (_NESTED, spec))
     for key, spec in TREE.items()
 }
-SOURCE_COLUMNS = tuple(c.name for c in COLUMNS if c.path is not None)
+_SOURCE = tuple(c for c in COLUMNS if c.path is not None)  # the columns a record fills
+SOURCE_COLUMNS = tuple(c.name for c in _SOURCE)
 
 
 def decompress(data: bytes, key: str = "") -> bytes:
@@ -261,7 +262,6 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> None:
 # The C builder of columns (trailhouse/_fastjson.c). It applies record_to_row's rules to
 # the records that need no conversion (nearly all of them) and hands back the others, so
 # the two paths give the same rows; tests/include/test_fastjson.py compares them.
-_SOURCE = tuple(c for c in COLUMNS if c.path is not None)
 _KINDS = {STR: 0, BOOL: 1, MFA: 2, TIME: 3, JSON: 4}
 
 

@@ -22,10 +22,6 @@ class Settings:
     batch_bytes: int
     download_threads: int
 
-    @property
-    def events_table_uri(self) -> str:
-        return self.warehouse_uri.rstrip("/") + "/cloudtrail_events"
-
 
 def load() -> Settings:
     """Read the environment now (tests change it between calls, so nothing is cached)."""

@@ -32,14 +32,6 @@ def makedirs(uri: str) -> None:
     fs.create_dir(path, recursive=True)
 
 
-def remove_tree(uri: str) -> None:
-    import pyarrow.fs as pafs
-
-    fs, path = resolve(uri)
-    if fs.get_file_info(path).type != pafs.FileType.NotFound:
-        fs.delete_dir(path)
-
-
 def remove_file(uri: str) -> None:
     import pyarrow.fs as pafs
 

@@ -28,7 +28,17 @@ COMPRESSION = "zstd"
 # (and extra_fields) cannot be pruned on, and their statistics cost ~10% of the write.
 STATISTICS = [c.name for c in COLUMNS if c.kind != JSON and c.name not in PARTITION_BY and c.name != "extra_fields"]
 NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
-_LAYOUT = re.compile(r"^event_date=([^/]+)/[^/]+\.parquet$")
+_LAYOUT = re.compile(r"(?:^|/)event_date=([^/]+)/[^/]+\.parquet$")
+
+
+def _partition_day(path: str) -> str | None:
+    """The event_date partition value of a file in the table's layout (None: the null partition).
+
+    KeyError if the path is not in the layout."""
+    found = _LAYOUT.search(path)
+    if found is None:
+        raise KeyError(path)
+    return None if found.group(1) == NULL_PARTITION else found.group(1)
 
 
 def _by_day(table: pa.Table) -> list[tuple[date | None, pa.Table]]:
@@ -223,12 +233,11 @@ class Warehouse:
         from deltalake.transaction import AddAction
 
         assert rel is not None, uri
-        day = _LAYOUT.match(rel).group(1)  # type: ignore[union-attr]
         fs, path = storage.resolve(uri)
         return AddAction(
             path=rel,
             size=fs.get_file_info(path).size,
-            partition_values={"event_date": None if day == NULL_PARTITION else day},
+            partition_values={"event_date": _partition_day(rel)},
             modification_time=int(time.time() * 1000),
             data_change=True,
             stats=json.dumps({"numRecords": rows}),
@@ -393,10 +402,10 @@ def read_files(files: list[str]) -> pa.Table:
     """Files in the table's layout (PartitionedWriter), in ARROW_SCHEMA: event_date from each path."""
     parts = []
     for uri in files:
-        day = re.search(r"/event_date=([^/]+)/[^/]+$", uri)
+        day = _partition_day(uri)
         fs, path = storage.resolve(uri)
         table = pq.read_table(path, filesystem=fs)
-        value = None if day is None or day.group(1) == NULL_PARTITION else date.fromisoformat(day.group(1))
+        value = None if day is None else date.fromisoformat(day)
         parts.append(table.append_column("event_date", pa.array([value] * table.num_rows, pa.date32())))
     return pa.concat_tables(parts).select(ARROW_SCHEMA.names).cast(ARROW_SCHEMA) if parts else ARROW_SCHEMA.empty_table()
 

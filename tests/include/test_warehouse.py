@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from trailhouse import records, transform
@@ -13,14 +14,19 @@ from trailhouse.schema import ARROW_SCHEMA
 from trailhouse.warehouse import PartitionedWriter, Warehouse
 
 
-def stage(tmp_path: Path, name: str, ids: list[str], day: str = "2026-11-20") -> str:
-    raws = [f'{{"eventID": "{i}", "eventTime": "{day}T10:00:00Z", "recipientAccountId": "012345678901"}}'.encode()
-            for i in ids]
+def events(ids: list[str], day: str = "2026-11-20", key: str = "k", fields: str = "") -> pa.Table:
+    """Minimal records with these ids on `day`, as rows in the table's schema."""
+    raws = [f'{{"eventID": "{i}", "eventTime": "{day}T10:00:00Z"{fields}}}'.encode() for i in ids]
     rows = records.parse_file(b'{"Records": [' + b",".join(raws) + b"]}")
-    frame = transform.rows_to_frame(rows, [None] * len(rows), [date(2026, 11, 20)] * len(rows), ["k"] * len(rows),
+    frame = transform.rows_to_frame(rows, [None] * len(rows), [date(2026, 11, 20)] * len(rows), [key] * len(rows),
                                     mav="t", ingested_at=datetime.now(UTC))
+    return frame.to_arrow().cast(ARROW_SCHEMA)
+
+
+def stage(tmp_path: Path, name: str, ids: list[str], day: str = "2026-11-20") -> str:
+    """One Parquet file outside the table (the commit rewrites such files into it)."""
     path = tmp_path / f"{name}.parquet"
-    pq.write_table(frame.to_arrow().cast(ARROW_SCHEMA), path)
+    pq.write_table(events(ids, day, fields=', "recipientAccountId": "012345678901"'), path)
     return str(path)
 
 
@@ -51,12 +57,8 @@ def test_empty_warehouse_answers_queries(tmp_path: Path) -> None:
 
 def staged_in_table(wh: Warehouse, ids: list[str], day: str = "2026-11-20", key: str = "k") -> list[str]:
     """Files as transform_batch writes them in production: in the table's folder and layout."""
-    raws = [f'{{"eventID": "{i}", "eventTime": "{day}T10:00:00Z"}}'.encode() for i in ids]
-    rows = records.parse_file(b'{"Records": [' + b",".join(raws) + b"]}")
-    frame = transform.rows_to_frame(rows, [None] * len(rows), [None] * len(rows), [key] * len(rows),
-                                    mav="t", ingested_at=datetime.now(UTC))
     writer = PartitionedWriter(wh.table_uri)
-    writer.write(frame.to_arrow().cast(ARROW_SCHEMA))
+    writer.write(events(ids, day, key))
     return writer.close()
 
 
