@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from trailhouse import attack
 from trailhouse.config import ConfigError
 from trailhouse.schema import COLUMNS
 
@@ -67,6 +68,23 @@ class Examples(BaseModel):
     model_config = ConfigDict(extra="forbid")
     positive: list[Example] = Field(default_factory=list)
     negative: list[Example] = Field(default_factory=list)
+    # Real logs that fire the rule, relative to tests/fixtures/corpora: the suite replays
+    # each one, and `trailhouse rules coverage` marks the rule's techniques *tested*.
+    corpus: list[str] = Field(default_factory=list)
+
+
+class AttackRef(BaseModel):
+    """One ATT&CK mapping: a tactic (its shortname, e.g. defense-evasion) and a technique
+    or sub-technique id (T1562.008) that belongs to it."""
+
+    model_config = ConfigDict(extra="forbid")
+    tactic: str
+    technique: str
+
+    @model_validator(mode="after")
+    def _known(self) -> AttackRef:
+        attack.check(self.tactic, self.technique)
+        return self
 
 
 class Rule(BaseModel):
@@ -77,6 +95,8 @@ class Rule(BaseModel):
     severity: Literal["info", "low", "medium", "high", "critical"]
     references: list[str] = Field(default_factory=list)
     tags: list[str] = Field(default_factory=list)
+    attack: list[AttackRef] = Field(default_factory=list)
+    runbook: str = ""  # what to check next when it fires
     condition: str
     threshold: Threshold | None = None
     dedup: Dedup = Field(default_factory=Dedup)
