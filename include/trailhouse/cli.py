@@ -278,6 +278,15 @@ def _read_events(paths: list[Path]) -> list[dict[str, Any]]:
                 continue
             except (msgspec.DecodeError, KeyError, TypeError):
                 pass  # not one delivery document: try JSON lines
+        if stripped.startswith(b"["):  # a JSON array of events (Stratus Red Team's logs, exports)
+            try:
+                listed = msgspec.json.decode(text)
+            except msgspec.DecodeError as exc:
+                raise ValueError(f"{path}: not a JSON array of events ({exc})") from None
+            if not all(isinstance(e, dict) for e in listed):
+                raise ValueError(f"{path}: a JSON array here holds event objects only")
+            events += listed
+            continue
         for n, line in enumerate(text.splitlines(), 1):
             if line.strip():
                 try:

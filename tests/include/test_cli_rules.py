@@ -41,6 +41,19 @@ def test_rules_eval_on_a_delivery_file_and_json_lines(th_home: Path, tmp_path: P
     assert crossed and set(crossed[0]["event_ids"]) <= {f"ev-{i}" for i in range(6, 8)}
 
 
+def test_rules_eval_on_a_json_array_of_events(th_home: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    # Stratus Red Team's detonation logs and console exports are JSON arrays of events.
+    listed = tmp_path / "detonation.json"
+    listed.write_text(json.dumps([_event(0, WORLD), _event(1, {})], indent=2))
+    assert cli.main(["rules", "eval", str(listed)]) == 0
+    per_event = {o["event_id"]: o["rules"] for o in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert "trailhouse.sg-open-to-world" in per_event["ev-0"] and per_event["ev-1"] == []
+    listed.write_text('[{"eventID": "a"}, 3]')
+    assert cli.main(["rules", "eval", str(listed)]) == 2
+    assert "event objects only" in capsys.readouterr().err
+
+
 def test_rules_eval_names_a_bad_line(th_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"eventID": "a"}\n{not json\n')
