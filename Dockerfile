@@ -9,7 +9,7 @@ FROM apache/airflow:3.3.2-python3.11
 # `airflow` user now or the tasks cannot write to it.
 USER root
 RUN mkdir -p /opt/trailhouse-home/mavs && chown -R airflow:root /opt/trailhouse-home
-# gcc builds trailhouse's C column builder (include/trailhouse/_fastjson.c) at the install
+# gcc builds trailhouse's C column builder (include/trailhouse/ingest/_fastjson.c) at the install
 # below; the image's Python already carries its headers.
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*
 USER airflow
@@ -27,4 +27,4 @@ COPY --chown=airflow:root . /opt/trailhouse
 RUN pip install --no-cache-dir --no-deps -e /opt/trailhouse
 # setup.py makes the extension optional (ingest falls back to Python, several times slower):
 # fail the build instead of shipping the slow path.
-RUN python -c "import trailhouse._fastjson"
+RUN python -c "import trailhouse.ingest._fastjson"

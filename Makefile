@@ -8,9 +8,9 @@ STAMP  := $(VENV)/.installed
 
 venv: $(STAMP)
 
-# setup.py builds the C column builder (include/trailhouse/_fastjson.c) in place: gcc and the
+# setup.py builds the C column builder (include/trailhouse/ingest/_fastjson.c) in place: gcc and the
 # Python headers are needed, as for any package that compiles.
-$(STAMP): requirements.txt pyproject.toml setup.py include/trailhouse/_fastjson.c
+$(STAMP): requirements.txt pyproject.toml setup.py include/trailhouse/ingest/_fastjson.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
@@ -32,13 +32,13 @@ test-long: venv
 	TRAILHOUSE_FAULTS=all $(PY) -m pytest -m "not cluster" $(PYTEST_ARGS)
 
 reliability: venv
-	$(PY) -m trailhouse.faultsuite --out docs/reliability.md
+	$(PY) -m trailhouse.dev.faultsuite --out docs/reliability.md
 
 test-cluster: venv
 	$(PY) -m pytest -m cluster $(PYTEST_ARGS)
 
 # The C column builder's tests under AddressSanitizer and UBSan (any finding aborts the run).
-SANITIZE_TESTS ?= tests/include/test_fastjson.py tests/include/test_transform.py tests/include/test_records.py
+SANITIZE_TESTS ?= tests/include/ingest/test_fastjson.py tests/include/ingest/test_transform.py tests/include/ingest/test_records.py
 sanitize: venv
 	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \

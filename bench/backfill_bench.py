@@ -13,8 +13,10 @@ from bench.data import Dataset
 
 def run(ds: Dataset, work: Path, sheet: Sheet, workers: int = 2) -> dict[str, Any]:
     """Backfill every delivery day of the synthetic bucket into a fresh warehouse."""
-    from trailhouse import appdb, backfill, settings
+    from trailhouse import settings
     from trailhouse.config import Mav, save_mav
+    from trailhouse.db import appdb
+    from trailhouse.pipeline import backfill
 
     home = work / "backfill"
     env = {"TRAILHOUSE_HOME": str(home), "TRAILHOUSE_MAV_DIR": str(home / "mavs"),

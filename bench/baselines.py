@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import MB, MIB, Sheet, cpu_seconds, isolated
-from trailhouse import records
-from trailhouse.schema import BOOL, COLUMNS, JSON, MFA, STR, TIME
+from trailhouse.ingest import records
+from trailhouse.warehouse.schema import BOOL, COLUMNS, JSON, MFA, STR, TIME
 
 _DUCK_TYPE = {STR: "VARCHAR", BOOL: "BOOLEAN", MFA: "VARCHAR", TIME: "VARCHAR", JSON: "JSON"}
 

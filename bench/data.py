@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.common import MB, Sheet
-from trailhouse import synth
-from trailhouse.layout import KIND_LOG, parse_key
+from trailhouse.dev import synth
+from trailhouse.ingest.layout import KIND_LOG, parse_key
 
 # A fixed last day keeps the files byte-identical between runs (synth is deterministic).
 END = datetime.date(2026, 11, 25)

@@ -12,11 +12,12 @@ from typing import Any
 
 from bench.common import Sheet, median
 from bench.data import END, REGIONS
-from trailhouse import appdb, synth
 from trailhouse.config import Mav
-from trailhouse.discover import account_folders, discover
-from trailhouse.layout import KIND_LOG, day_prefix, parse_key
-from trailhouse.source import LocalSource, S3Source, Source
+from trailhouse.db import appdb
+from trailhouse.dev import synth
+from trailhouse.ingest.discover import account_folders, discover
+from trailhouse.ingest.layout import KIND_LOG, day_prefix, parse_key
+from trailhouse.ingest.source import LocalSource, S3Source, Source
 
 HISTORIES = (7, 30, 90)
 ACCOUNTS = 20
@@ -132,7 +133,7 @@ def run_moto(work: Path) -> list[dict[str, Any]]:
     import boto3
     from botocore.config import Config
 
-    from trailhouse.demo import moto_server
+    from trailhouse.dev.demo import moto_server
 
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")

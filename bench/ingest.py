@@ -10,12 +10,13 @@ from typing import Any
 
 from bench.common import MB, MIB, RssSampler, Sheet, cpu_seconds, self_maxrss_bytes, spawn_pool
 from bench.data import Dataset
-from trailhouse import appdb, settings
+from trailhouse import settings
 from trailhouse.config import Mav
-from trailhouse.discover import discover, make_batches
-from trailhouse.source import LocalSource, ObjectInfo
-from trailhouse.transform import LOADED, BatchResult, transform_batch
-from trailhouse.warehouse import Warehouse
+from trailhouse.db import appdb
+from trailhouse.ingest.discover import discover, make_batches
+from trailhouse.ingest.source import LocalSource, ObjectInfo
+from trailhouse.ingest.transform import LOADED, BatchResult, transform_batch
+from trailhouse.warehouse.table import Warehouse
 
 MAV_NAME = "bench"
 
@@ -58,7 +59,7 @@ def window(ds: Dataset) -> tuple[datetime.datetime, datetime.datetime]:
 def _warm(delay: float) -> int:
     import os
 
-    import trailhouse.transform  # noqa: F401  (a worker imports its code once, before its first task)
+    import trailhouse.ingest.transform  # noqa: F401  (a worker imports its code once, before its first task)
 
     time.sleep(delay)
     return os.getpid()

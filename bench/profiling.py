@@ -16,14 +16,14 @@ from bench.common import Sheet
 
 # (label, file name part, function name) of the stages of transform_batch, by cumulative time.
 STAGES = (
-    ("gunzip (records.decompress)", "trailhouse/records.py", "decompress"),
+    ("gunzip (records.decompress)", "trailhouse/ingest/records.py", "decompress"),
     ("SHA-256 of the JSON (hashlib)", "~", "<built-in method _hashlib.openssl_sha256>"),
-    ("C column builder (Builder.add)", "~", "<method 'add' of 'trailhouse._fastjson.Builder' objects>"),
-    ("records left to Python (records.record_to_row)", "trailhouse/records.py", "record_to_row"),
-    ("builder -> Arrow table (transform.builder_arrow)", "trailhouse/transform.py", "builder_arrow"),
-    ("row dicts -> Polars frame (transform.rows_to_frame)", "trailhouse/transform.py", "rows_to_frame"),
-    ("Parquet write (PartitionedWriter.write)", "trailhouse/warehouse.py", "write"),
-    ("key parsing (layout.parse_key)", "trailhouse/layout.py", "parse_key"),
+    ("C column builder (Builder.add)", "~", "<method 'add' of 'trailhouse.ingest._fastjson.Builder' objects>"),
+    ("records left to Python (records.record_to_row)", "trailhouse/ingest/records.py", "record_to_row"),
+    ("builder -> Arrow table (transform.builder_arrow)", "trailhouse/ingest/transform.py", "builder_arrow"),
+    ("row dicts -> Polars frame (transform.rows_to_frame)", "trailhouse/ingest/transform.py", "rows_to_frame"),
+    ("Parquet write (PartitionedWriter.write)", "trailhouse/warehouse/table.py", "write"),
+    ("key parsing (layout.parse_key)", "trailhouse/ingest/layout.py", "parse_key"),
 )
 
 
@@ -39,11 +39,11 @@ def stage_times(root: str, objects: list[tuple[str, str, int]]) -> dict[str, flo
     """transform_batch's stages timed by hand, without a profiler's overhead (same functions, same order)."""
     import hashlib
 
-    from trailhouse import records
-    from trailhouse.layout import parse_key
-    from trailhouse.schema import ARROW_SCHEMA
-    from trailhouse.transform import FLUSH_ROWS, builder_arrow, rows_to_frame
-    from trailhouse.warehouse import PartitionedWriter
+    from trailhouse.ingest import records
+    from trailhouse.ingest.layout import parse_key
+    from trailhouse.ingest.transform import FLUSH_ROWS, builder_arrow, rows_to_frame
+    from trailhouse.warehouse.schema import ARROW_SCHEMA
+    from trailhouse.warehouse.table import PartitionedWriter
 
     t: dict[str, float] = dict.fromkeys(
         ("read file", "gunzip", "SHA-256", "C column builder", "record_to_row (records left to Python)",
@@ -111,8 +111,8 @@ def stage_times(root: str, objects: list[tuple[str, str, int]]) -> dict[str, flo
 
 def profile_batch(root: str, objects: list[tuple[str, str, int]], staging: str) -> dict[str, Any]:
     """Runs in its own process: one transform_batch plain, then one under cProfile."""
-    from trailhouse.source import LocalSource, ObjectInfo
-    from trailhouse.transform import transform_batch
+    from trailhouse.ingest.source import LocalSource, ObjectInfo
+    from trailhouse.ingest.transform import transform_batch
 
     objs = [ObjectInfo(*o) for o in objects]
     plain_runs = []
@@ -130,12 +130,12 @@ def profile_batch(root: str, objects: list[tuple[str, str, int]], staging: str) 
     prof_s = time.perf_counter() - t0
     shutil.rmtree(staging, ignore_errors=True)
     stats = pstats.Stats(prof)
-    total = _cum(stats, "trailhouse/transform.py", "transform_batch")
+    total = _cum(stats, "trailhouse/ingest/transform.py", "transform_batch")
     stages = {}
     for label, file_part, func in STAGES:
         if file_part:
             stages[label] = _cum(stats, file_part, func)
-    flush = _cum(stats, "trailhouse/transform.py", "flush")
+    flush = _cum(stats, "trailhouse/ingest/transform.py", "flush")
     stages["rest of flush (lineage dates, to_arrow of Python rows)"] = flush - sum(
         stages[label] for label in stages if "table" in label or "frame" in label or "Parquet" in label)
     rows = []

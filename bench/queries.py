@@ -24,8 +24,8 @@ def build(base_uri: str, uri: str, target: int) -> dict[str, Any]:
     """
     import polars as pl
 
-    from trailhouse.schema import ARROW_SCHEMA
-    from trailhouse.warehouse import PartitionedWriter, Warehouse
+    from trailhouse.warehouse.schema import ARROW_SCHEMA
+    from trailhouse.warehouse.table import PartitionedWriter, Warehouse
 
     t0 = time.perf_counter()
     shutil.rmtree(uri, ignore_errors=True)
@@ -59,7 +59,7 @@ def pick_parameters(uri: str, day: datetime.date) -> dict[str, Any]:
     """A principal busy on `day`, and a security group id that appears in request_parameters."""
     import polars as pl
 
-    from trailhouse.warehouse import Warehouse
+    from trailhouse.warehouse.table import Warehouse
 
     lf = Warehouse(uri).scan().filter(pl.col("event_date") == day)
     top = (lf.filter(pl.col("principal_arn").is_not_null()).group_by("principal_arn").agg(pl.len().alias("n"))
@@ -112,8 +112,8 @@ def _queries(p: dict[str, Any]) -> dict[str, tuple[str, Any]]:
 
 def web_pages(uri: str, p: dict[str, Any]) -> dict[str, Any]:
     """The events report's first page of a filtered search, and its summary view, as the UI runs them."""
-    from trailhouse import search
-    from trailhouse.warehouse import Warehouse
+    from trailhouse.warehouse.table import Warehouse
+    from trailhouse.web import search
 
     day = p["day"] if isinstance(p.get("day"), datetime.date) else None
     end = datetime.datetime.combine(day or datetime.date.today(), datetime.time(), tzinfo=datetime.UTC)
@@ -136,7 +136,7 @@ def web_pages(uri: str, p: dict[str, Any]) -> dict[str, Any]:
 
 def run_queries(uri: str, day: datetime.date) -> dict[str, Any]:
     """Runs in its own process: each query 3 times per engine, table opened inside each timed run."""
-    from trailhouse.warehouse import Warehouse
+    from trailhouse.warehouse.table import Warehouse
 
     p = pick_parameters(uri, day)
     out: dict[str, Any] = {"parameters": {k: str(v) for k, v in p.items()}, "queries": {}}
@@ -175,7 +175,7 @@ def report(built: dict[str, Any], res: dict[str, Any], rss: int, sheet: Sheet) -
         sheet.add(s, f"{name}: DuckDB", q["duckdb_s"], "s", note=f"{q['rows']:,} rows{same}; median of {REPEATS}")
         sheet.add(s, f"{name}: Polars", q["polars_s"], "s", ratio=f"{q['polars_s'] / q['duckdb_s']:.2f}x DuckDB")
     for name, seconds in res.get("web", {}).items():
-        sheet.add(s, f"web: {name}", seconds, "s", note=f"trailhouse.search as the events report runs it; median of {REPEATS}")
+        sheet.add(s, f"web: {name}", seconds, "s", note=f"trailhouse.web.search as the events report runs it; median of {REPEATS}")
     sheet.add(s, "Warehouse.duckdb() open (in every query above)", res["open_duckdb_s"], "s")
     sheet.add(s, "query process peak RSS", rss / MIB, "MiB")
     sheet.details["queries"] = {"warehouse": built, **res}

@@ -12,8 +12,8 @@ REPEATS = 3
 
 def evaluate_all(uri: str) -> dict[str, Any]:
     """Runs in its own process: connect(events, history=events) then evaluate(builtin_rules())."""
-    from trailhouse import rules
-    from trailhouse.warehouse import Warehouse
+    from trailhouse.alerting import rules
+    from trailhouse.warehouse.table import Warehouse
 
     events = Warehouse(uri).dataset().to_table()
     builtin = rules.builtin_rules()

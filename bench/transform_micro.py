@@ -14,8 +14,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from trailhouse import records, transform
-from trailhouse.source import LocalSource
+from trailhouse.ingest import records, transform
+from trailhouse.ingest.source import LocalSource
 
 
 def main(root: Path) -> None:

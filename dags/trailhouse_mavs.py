@@ -7,6 +7,6 @@ See docs/architecture.md.
 
 from __future__ import annotations
 
-from trailhouse.dag_factory import build_all
+from trailhouse.pipeline.dag_factory import build_all
 
 globals().update(build_all())

@@ -48,7 +48,7 @@ def airflow_db() -> None:
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
     """moto's S3 server on 127.0.0.1 (a real HTTP endpoint, as boto3 sees AWS)."""
-    from trailhouse.demo import moto_server
+    from trailhouse.dev.demo import moto_server
 
     with moto_server() as url:
         yield url
@@ -77,7 +77,7 @@ def pg_url() -> Iterator[str]:
     try:
         yield url
     finally:
-        from trailhouse import appdb
+        from trailhouse.db import appdb
 
         eng = appdb._ENGINES.pop(url, None)
         if eng is not None:

@@ -1,7 +1,7 @@
-"""Run tests against trailhouse._fastjson built with AddressSanitizer and UBSan (`make sanitize`).
+"""Run tests against trailhouse.ingest._fastjson built with AddressSanitizer and UBSan (`make sanitize`).
 
 The C column builder reads untrusted bytes; this builds it with -fsanitize=address,undefined
-into a temporary folder, loads that build as trailhouse._fastjson, and runs pytest (the
+into a temporary folder, loads that build as trailhouse.ingest._fastjson, and runs pytest (the
 arguments) with any memory error or undefined behaviour aborting the run. The Makefile sets
 LD_PRELOAD to the sanitizer runtimes, which must be loaded before Python starts.
 """
@@ -22,13 +22,13 @@ ROOT = Path(__file__).resolve().parents[1]
 def main() -> int:
     out = Path(tempfile.mkdtemp()) / "_fastjson.so"
     subprocess.run(["gcc", "-shared", "-fPIC", "-g", "-O1", "-fsanitize=address,undefined", "-fno-omit-frame-pointer",
-                    "-std=c11", f"-I{sysconfig.get_paths()['include']}", str(ROOT / "include/trailhouse/_fastjson.c"),
+                    "-std=c11", f"-I{sysconfig.get_paths()['include']}", str(ROOT / "include/trailhouse/ingest/_fastjson.c"),
                     "-o", str(out)], check=True)
-    spec = importlib.util.spec_from_file_location("trailhouse._fastjson", out)
+    spec = importlib.util.spec_from_file_location("trailhouse.ingest._fastjson", out)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    sys.modules["trailhouse._fastjson"] = module  # records imports this one, not the -O3 build
+    sys.modules["trailhouse.ingest._fastjson"] = module  # records imports this one, not the -O3 build
     sys.path.insert(0, str(ROOT))
     os.chdir(ROOT)
     import pytest

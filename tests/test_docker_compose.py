@@ -36,6 +36,8 @@ OTHER_SERVICES = ["postgres", "redis", "minio", "minio-init"]
 ONE_SHOT = {"airflow-init", "minio-init"}
 # Variables trailhouse.settings reads that a deployment may leave to Airflow's image.
 SETTINGS_VARS_WITH_IMAGE_DEFAULT = {"AIRFLOW_HOME"}
+# Only the fault suite sets it; a deployment must leave it unset.
+SETTINGS_VARS_NEVER_SET = {"TRAILHOUSE_FAULT"}
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|FERNET|TOKEN|PRIVATE_KEY|_KEY$")
 
 _REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
@@ -222,7 +224,7 @@ def settings_env_vars() -> set[str]:
     text = (ROOT / "include" / "trailhouse" / "settings.py").read_text()
     names = set(re.findall(r"os\.environ\.get\(\s*[\"']([A-Z][A-Z0-9_]*)[\"']", text))
     assert len(names) >= 5, f"found only {names} in settings.py: has the way it reads the environment changed?"
-    return names - SETTINGS_VARS_WITH_IMAGE_DEFAULT
+    return names - SETTINGS_VARS_WITH_IMAGE_DEFAULT - SETTINGS_VARS_NEVER_SET
 
 
 @pytest.mark.parametrize("name", AIRFLOW_SERVICES)
@@ -475,3 +477,8 @@ def test_published_ports_do_not_collide(services: dict[str, Any]) -> None:
             assert port not in seen, f"host port {port} is published by both {seen[port]} and {name}"
             seen[port] = name
     assert "8080" in seen and seen["8080"] == "airflow-apiserver"
+
+
+@pytest.mark.parametrize("name", AIRFLOW_SERVICES)
+def test_no_fault_injection_in_the_deployment(services: dict[str, Any], name: str) -> None:
+    assert not env(services[name]).get("TRAILHOUSE_FAULT"), f"{name} sets TRAILHOUSE_FAULT: it kills tasks on purpose"

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from trailhouse import settings
-from trailhouse.cli import build_parser
+from trailhouse.cli.main import build_parser
 from trailhouse.config import Mav
-from trailhouse.schema import COLUMNS
+from trailhouse.warehouse.schema import COLUMNS
 
 DOCS = settings.PROJECT_ROOT / "docs"
 ARCHITECTURE = DOCS / "architecture.md"
@@ -147,8 +147,18 @@ def test_operations_shows_the_iam_policy_file_as_it_is() -> None:
 
 
 def test_every_builtin_rule_is_listed_in_the_rules_doc() -> None:
-    from trailhouse.rules import builtin_rules
+    from trailhouse.alerting.rules import builtin_rules
 
     text = (DOCS / "rules.md").read_text()
     missing = [r.id for r in builtin_rules() if f"`{r.id}`" not in text]
     assert missing == [], f"add these rules to docs/rules.md: {missing}"
+
+
+def test_the_code_map_has_one_row_per_module() -> None:
+    package = settings.PROJECT_ROOT / "include" / "trailhouse"
+    modules = sorted(str(p.relative_to(package)) for p in [*package.rglob("*.py"), *package.rglob("*.c")]
+                     if p.name != "__init__.py" and "migrations" not in p.parts)
+    rows = _row_names(_section(ARCHITECTURE, "## Code map"))
+    assert sorted(set(modules) - set(rows)) == [], "modules without a row in docs/architecture.md's code map"
+    assert sorted(set(rows) - set(modules)) == [], "code map rows naming modules that do not exist"
+    assert len(rows) == len(set(rows)), "a module with two rows"

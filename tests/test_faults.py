@@ -1,7 +1,7 @@
 """The fault-injection suite: a run killed (SIGKILL) at each step and retried equals the fault-free run.
 
 `make test` runs a representative set of kill points; TRAILHOUSE_FAULTS=all (make test-long)
-runs every point, and `python -m trailhouse.faultsuite --out docs/reliability.md` writes the table.
+runs every point, and `python -m trailhouse.dev.faultsuite --out docs/reliability.md` writes the table.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from trailhouse import faultsuite
+from trailhouse.dev import faultsuite
 from trailhouse.faults import POINTS
 
 QUICK = ("transform.after_download", "commit.after_merge", "evaluate.after_store", "notify.after_send")

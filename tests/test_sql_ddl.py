@@ -1,4 +1,4 @@
-"""sql/: the Athena and Trino DDL and every example query agree with trailhouse.schema."""
+"""sql/: the Athena and Trino DDL and every example query agree with trailhouse.warehouse.schema."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import sqlglot
 import yaml
 from sqlglot import exp
 
-from trailhouse.schema import ARROW_SCHEMA, COLUMNS, PARTITION_BY
-from trailhouse.warehouse import TABLE, Warehouse
+from trailhouse.warehouse.schema import ARROW_SCHEMA, COLUMNS, PARTITION_BY
+from trailhouse.warehouse.table import TABLE, Warehouse
 
 ROOT = Path(__file__).resolve().parents[1]
 SQL = ROOT / "sql"
@@ -61,7 +61,7 @@ def test_example_queries_use_only_the_tables_columns(path: Path) -> None:
     assert len(qs) >= 3, f"{path.name}: expected three example queries, found {len(qs)}"
     for q in qs:
         unknown = sorted(columns_used(q) - COLUMN_NAMES)
-        assert not unknown, f"{path.relative_to(ROOT)}: columns not in trailhouse.schema: {unknown}\n{q.sql()}"
+        assert not unknown, f"{path.relative_to(ROOT)}: columns not in trailhouse.warehouse.schema: {unknown}\n{q.sql()}"
         tables = {t.name for t in q.find_all(exp.Table)}
         assert tables == {TABLE}, f"{path.relative_to(ROOT)} queries {tables}"
 
@@ -71,7 +71,7 @@ def test_readme_queries_use_only_the_tables_columns() -> None:
     assert qs, "no SQL found in sql/README.md"
     for q in qs:
         unknown = sorted(columns_used(q) - COLUMN_NAMES)
-        assert not unknown, f"sql/README.md: columns not in trailhouse.schema: {unknown}\n{q.sql()}"
+        assert not unknown, f"sql/README.md: columns not in trailhouse.warehouse.schema: {unknown}\n{q.sql()}"
         assert {t.name for t in q.find_all(exp.Table)} == {TABLE}
 
 

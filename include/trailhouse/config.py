@@ -125,16 +125,30 @@ def load_mav_file(path: Path) -> Mav:
 def load_mav(mav_dir: Path, name: str) -> Mav:
     path = mav_file(mav_dir, name)
     if not path.exists():
-        known = ", ".join(sorted(p.stem for p in mav_dir.glob("*.yaml"))) or "none"
+        known = ", ".join(p.stem for p in mav_files(mav_dir)) or "none"
         raise ConfigError(f"no MAV named {name!r} in {mav_dir} (known: {known}); add it with `trailhouse mav add`")
     return load_mav_file(path)
 
 
+def mav_files(mav_dir: Path) -> list[Path]:
+    """The MAV files of the folder, by name (none when the folder does not exist yet)."""
+    return sorted(mav_dir.glob("*.yaml")) if mav_dir.is_dir() else []
+
+
+def scan_mavs(mav_dir: Path) -> list[tuple[Path, Mav | ConfigError]]:
+    """Every MAV file with its MAV, or the ConfigError that keeps a broken file from loading."""
+    out: list[tuple[Path, Mav | ConfigError]] = []
+    for path in mav_files(mav_dir):
+        try:
+            out.append((path, load_mav_file(path)))
+        except ConfigError as exc:
+            out.append((path, exc))
+    return out
+
+
 def load_mavs(mav_dir: Path) -> list[Mav]:
     """Every MAV in the folder; a broken file raises ConfigError naming it."""
-    if not mav_dir.is_dir():
-        return []
-    return [load_mav_file(p) for p in sorted(mav_dir.glob("*.yaml"))]
+    return [load_mav_file(p) for p in mav_files(mav_dir)]
 
 
 def save_mav(mav_dir: Path, mav: Mav) -> Path:

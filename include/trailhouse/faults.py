@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import signal
 
+from trailhouse import settings
+
 # Every place a crash could leave state half-written, in the order a run reaches them.
 POINTS = (
     "transform.after_download",  # an object fetched, nothing parsed or staged
@@ -20,5 +22,5 @@ POINTS = (
 
 def point(name: str) -> None:
     """Die here, like a machine losing power, when the environment asks for this point."""
-    if os.environ.get("TRAILHOUSE_FAULT") == name:
+    if settings.load().fault == name:
         os.kill(os.getpid(), signal.SIGKILL)

@@ -21,6 +21,9 @@ class Settings:
     airflow_home: Path
     batch_bytes: int
     download_threads: int
+    owners_file: Path
+    base_url: str
+    fault: str | None
 
 
 def load() -> Settings:
@@ -36,4 +39,9 @@ def load() -> Settings:
         # enough that one transform worker stays far below 1 GiB.
         batch_bytes=int(os.environ.get("TRAILHOUSE_BATCH_BYTES", 32 * 1024 * 1024)),
         download_threads=int(os.environ.get("TRAILHOUSE_DOWNLOAD_THREADS", 16)),
+        owners_file=Path(os.environ.get("TRAILHOUSE_OWNERS_FILE", home / "owners.yaml")),
+        # Where people open trailhouse: alert e-mails and messages link to its pages.
+        base_url=os.environ.get("TRAILHOUSE_BASE_URL", "http://localhost:8080").rstrip("/"),
+        # Fault injection for the fault suite and its tests (trailhouse.faults); unset in production.
+        fault=os.environ.get("TRAILHOUSE_FAULT") or None,
     )

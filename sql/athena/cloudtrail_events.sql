@@ -9,7 +9,7 @@
 -- Athena takes the columns, their types and the partition column (event_date) from the
 -- table's Delta log, so the statement names no column: for Delta Lake tables Athena allows
 -- nothing but LOCATION and the table_type property. No MSCK REPAIR TABLE or ADD PARTITION is
--- ever needed: each query reads the table's latest commit. Columns: include/trailhouse/schema.py.
+-- ever needed: each query reads the table's latest commit. Columns: include/trailhouse/warehouse/schema.py.
 --
 -- Filter every query on event_date (the UTC day of event_time): it is the partition column,
 -- so Athena reads, and bills, only those days' files.

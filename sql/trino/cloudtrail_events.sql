@@ -12,7 +12,7 @@
 -- register_table only records the location: Trino takes the columns, their types and the
 -- partition column (event_date) from the table's Delta log, and each query reads its latest
 -- commit. It needs delta.register-table-procedure.enabled=true in the catalog. Trino only
--- reads here; trailhouse stays the table's one writer. Columns: include/trailhouse/schema.py.
+-- reads here; trailhouse stays the table's one writer. Columns: include/trailhouse/warehouse/schema.py.
 --
 -- Filter every query on event_date (the UTC day of event_time): it is the partition column,
 -- so Trino reads only those days' files. current_date follows the session's time zone: run

@@ -38,8 +38,9 @@ from unittest import mock
 import pytest
 import sqlalchemy as sa
 
-from trailhouse import airflow_env, settings, synth
-from trailhouse.demo import free_port, moto_server
+from trailhouse import airflow_env, settings
+from trailhouse.dev import synth
+from trailhouse.dev.demo import free_port, moto_server
 
 pytestmark = pytest.mark.cluster
 
@@ -514,7 +515,7 @@ def test_mav_dag_runs_on_celery_workers(cluster: Cluster, s3_endpoint: str, tmp_
         assert celery_id not in worker_logs[other], f"{task}[{idx}] ran on both workers"
 
     # -- the warehouse on S3 holds exactly the synthetic events
-    from trailhouse.warehouse import Warehouse
+    from trailhouse.warehouse.table import Warehouse
 
     wh = Warehouse(c.env["TRAILHOUSE_WAREHOUSE"])
     con = wh.duckdb()
@@ -559,8 +560,8 @@ _COMMIT_SCRIPT = r"""
 import json, sys, time
 from pathlib import Path
 
-from trailhouse import appdb
-from trailhouse.warehouse import Warehouse
+from trailhouse.db import appdb
+from trailhouse.warehouse.table import Warehouse
 
 staged, barrier, me, uri, db_url = sys.argv[1:6]
 barrier = Path(barrier)
@@ -594,10 +595,10 @@ def test_concurrent_commits_into_one_delta_table_on_s3(tmp_path: Path, pg_url: s
     import boto3
     from botocore.exceptions import ClientError
 
-    from trailhouse import appdb
-    from trailhouse.source import S3Source
-    from trailhouse.transform import transform_batch
-    from trailhouse.warehouse import Warehouse
+    from trailhouse.db import appdb
+    from trailhouse.ingest.source import S3Source
+    from trailhouse.ingest.transform import transform_batch
+    from trailhouse.warehouse.table import Warehouse
 
     recording = tmp_path / "moto-requests.jsonl"
     # Its own moto server, recording every request with its headers.

@@ -10,8 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from trailhouse import cli, settings, synth
-from trailhouse.warehouse import Warehouse
+from trailhouse import output, settings
+from trailhouse.cli import main as cli
+from trailhouse.dev import synth
+from trailhouse.pipeline import runs
+from trailhouse.warehouse.table import Warehouse
 
 BUCKET = "e2e-trail-bucket"
 END_DAY = date(2026, 11, 20)
@@ -58,15 +61,15 @@ def test_full_run_idempotent_rerun_late_and_broken_files(
     assert secret not in yaml_text and key_id not in yaml_text
 
     from trailhouse.airflow_env import store_connection
-    from trailhouse.demo import _demo_owners, smtp_server
+    from trailhouse.dev.demo import _demo_owners, smtp_server
 
     _demo_owners(written.accounts, th_home)
     monkeypatch.setenv("TRAILHOUSE_OWNERS_FILE", str(th_home / "owners.yaml"))
     with smtp_server() as (smtp_port, mailbox):
         store_connection("trailhouse_demo_smtp", "", "", {"from": "trailhouse@example.com"}, conn_type="smtp",
                          host="127.0.0.1", port=smtp_port)
-        first = cli.run_mav("e2e", at=AT)
-        repeat = cli.run_mav("e2e", at=AT)
+        first = runs.run_mav("e2e", at=AT)
+        repeat = runs.run_mav("e2e", at=AT)
     assert first["failed_tasks"] == [] and repeat["failed_tasks"] == []
     _assert_alerts_once(first["run_id"], mailbox)
     assert first["objects_found"] == written.log_files
@@ -94,7 +97,7 @@ def test_full_run_idempotent_rerun_late_and_broken_files(
     s3_admin.put_object(Bucket=BUCKET, Key=late_key, Body=late_body)
     broken_key = late_key.replace(".json.gz", "-broken.json.gz").replace("_2026", "_2026", 1)
     s3_admin.put_object(Bucket=BUCKET, Key=broken_key, Body=late_body[: len(late_body) // 2])
-    third = cli.run_mav("e2e", at=AT)
+    third = runs.run_mav("e2e", at=AT)
     assert third["objects_loaded"] == 1 and third["events_loaded"] == 5
     assert third["objects_quarantined"] == 1
     assert third["quarantined"][0]["key"] == broken_key and "gzip" in third["quarantined"][0]["reason"]
@@ -102,7 +105,7 @@ def test_full_run_idempotent_rerun_late_and_broken_files(
     assert Warehouse(settings.load().warehouse_uri).duckdb().execute(
         "SELECT count(*) FROM cloudtrail_events").fetchone()[0] == written.unique_events + 5
 
-    cli.print_summary(third)
+    output.print_summary(third)
     assert cli.main(["run", "e2e", "--json", "--at", AT.isoformat()]) == 0
     out = capsys.readouterr().out
     summary = json.loads(out.strip().splitlines()[-1])
@@ -118,7 +121,8 @@ def _assert_alerts_once(run_id: str, mailbox: list) -> None:
     """Alerts of the run were stored, each event evaluated once, one email per owner."""
     import sqlalchemy as sa
 
-    from trailhouse import alerts, appdb
+    from trailhouse.alerting import alerts
+    from trailhouse.db import appdb
 
     eng = appdb.engine(settings.load().app_db_url)
     new = alerts.query(eng, run_id=run_id, limit=100_000)

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from trailhouse import rules
-from trailhouse.rules import SEVERITIES, Rule
+from trailhouse.alerting import rules
+from trailhouse.alerting.rules import SEVERITIES, Rule
 
 RULES: list[Rule] = rules.builtin_rules()
 BY_ID = {r.id: r for r in RULES}

@@ -33,8 +33,11 @@ REPO = settings.PROJECT_ROOT
 
 
 def _build_warehouse(home: Path) -> list[str]:
-    from trailhouse import appdb, pipeline, roles, synth
+    from trailhouse.alerting import roles
     from trailhouse.config import Mav, save_mav
+    from trailhouse.db import appdb
+    from trailhouse.dev import synth
+    from trailhouse.pipeline import steps as pipeline
 
     today = datetime.now(UTC).date()
     spec = synth.SynthSpec(seed=3, accounts=3, days=2, end=today, events_per_file=20, files_per_region_day=3)
@@ -89,7 +92,7 @@ def token(web: Web) -> Any:
     """token(user): a JWT minted by Airflow's auth manager, as POST /auth/token would issue it."""
     from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
 
-    from trailhouse.web.auth import auth_manager
+    from trailhouse.web.context import auth_manager
 
     manager = auth_manager()
 

@@ -14,7 +14,7 @@ import pytest
 from webhelpers import MOUNT, Server, Web
 
 from trailhouse import settings
-from trailhouse.warehouse import Warehouse
+from trailhouse.warehouse.table import Warehouse
 from trailhouse.web.render import STATIC_DIR
 
 HTTP_METHODS = ("get", "post", "put", "patch", "delete")
@@ -393,7 +393,8 @@ def test_mavs_page_lists_a_broken_file(client: Any, auth: Any, th_home: Any) -> 
     (th_home / "mavs" / "bad.yaml").write_text("name: bad\nbucket: b\npath: /x\n")
     page = client.get(f"{MOUNT}/mavs", headers=auth("nobody"))
     assert page.status_code == 403  # a fresh app database: no roles at all
-    from trailhouse import appdb, roles
+    from trailhouse.alerting import roles
+    from trailhouse.db import appdb
 
     roles.grant(appdb.engine(settings.load().app_db_url), "ada", admin=True)
     page = client.get(f"{MOUNT}/mavs", headers=auth("ada"))

@@ -14,10 +14,12 @@ from fastapi import APIRouter, HTTPException, Path, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from trailhouse import alerts, records, rulebook, search
-from trailhouse.roles import Forbidden
-from trailhouse.rules import SEVERITIES
-from trailhouse.web import data
+from trailhouse.alerting import alerts, rulebook
+from trailhouse.alerting.roles import Forbidden
+from trailhouse.alerting.rules import SEVERITIES
+from trailhouse.common import Severity
+from trailhouse.ingest import records
+from trailhouse.web import data, search
 from trailhouse.web.deps import CSRF, NO_NUL, AlertFilters, CallerDep, FilterParams, Page, PageSize
 
 router = APIRouter(tags=["api"])
@@ -26,7 +28,6 @@ AlertId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 RuleId = Annotated[str, Path(max_length=128, pattern=NO_NUL)]
 EventId = Annotated[str, Path(max_length=256, pattern=NO_NUL)]
 Day = Annotated[str | None, Query(alias="date", max_length=10, description="the event's date (YYYY-MM-DD): a faster lookup")]
-Severity = Literal["info", "low", "medium", "high", "critical"]
 assert set(SEVERITIES) == set(Severity.__args__)  # type: ignore[attr-defined]
 
 

@@ -9,9 +9,9 @@ from fastapi.security import APIKeyCookie, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from trailhouse.search import BadFilter
 from trailhouse.web import api, pages, render
 from trailhouse.web.auth import COOKIE_NAME, AuthError, AuthMiddleware, SecurityHeaders
+from trailhouse.web.search import BadFilter
 
 DESCRIPTION = """
 The CloudTrail events report, alerts, rules and MAV status of trailhouse.

@@ -5,7 +5,7 @@ whole app: before any route, validation or body parsing runs, it resolves the ca
 Airflow's `airflow.api_fastapi.core_api.security.get_user` (a bearer JWT from
 `POST /auth/token`, or the `_token` cookie Airflow's login page sets; signature, expiry,
 audience and revocation checked by the auth manager's `get_user_from_token`), then looks the
-user name up with `trailhouse.roles.actor`. No credential or a bad one: 401. A valid user
+user name up with `trailhouse.alerting.roles.actor`. No credential or a bad one: 401. A valid user
 with no trailhouse role: 403 saying how to get one. Only the OpenAPI document and the
 static CSS/JS (fixed files, no data) are public.
 
@@ -19,51 +19,25 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 from anyio import to_thread
 from fastapi import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from trailhouse.roles import Actor, Forbidden
+from trailhouse.alerting.roles import Forbidden
 from trailhouse.web import render
+from trailhouse.web.context import CALLER_KEY, Caller, auth_manager, current_caller
 
 log = logging.getLogger(__name__)
 
 COOKIE_NAME = "_token"  # airflow.api_fastapi.auth.managers.base_auth_manager.COOKIE_NAME_JWT_TOKEN
 PUBLIC_PATHS = frozenset({"/openapi.json"})
 STATIC_PREFIX = "/static/"
-CALLER_KEY = "trailhouse.caller"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 NOT_AUTHENTICATED = ("not authenticated: log in to Airflow, or send `Authorization: Bearer <token>` "
                      "with a token from Airflow's POST /auth/token")
 BAD_TOKEN = "the Airflow token is invalid, expired or revoked: log in to Airflow again"
-
-
-@dataclass(frozen=True)
-class Caller:
-    """The authenticated user and their trailhouse role."""
-
-    username: str
-    actor: Actor
-    via: str  # "bearer" or "cookie"
-    csrf_token: str
-
-    @property
-    def is_admin(self) -> bool:
-        return self.actor.is_admin
-
-    @property
-    def scope(self) -> frozenset[str] | None:
-        """None: every account (security administrators); otherwise the accounts owned."""
-        return self.actor.account_filter()
-
-    @property
-    def role_label(self) -> str:
-        if self.actor.is_admin:
-            return "security administrator"
-        return f"owner of {', '.join(sorted(self.actor.accounts))}"
 
 
 class AuthError(Exception):
@@ -73,23 +47,14 @@ class AuthError(Exception):
         self.message = message
 
 
-def auth_manager() -> Any:
-    """Airflow's auth manager: the API server's instance, or one created here outside it (tests, uvicorn)."""
-    from airflow.api_fastapi.app import get_auth_manager, init_auth_manager
-
-    try:
-        return get_auth_manager()
-    except RuntimeError:
-        return init_auth_manager()
-
-
 def csrf_for(token: str) -> str:
     # Only someone who can read the session cookie can compute this; a cross-site form cannot.
     return hmac.new(b"trailhouse-csrf", token.encode(), hashlib.sha256).hexdigest()
 
 
 def _app_engine() -> Any:
-    from trailhouse import appdb, settings
+    from trailhouse import settings
+    from trailhouse.db import appdb
 
     return appdb.engine(settings.load().app_db_url)
 
@@ -100,7 +65,7 @@ async def authenticate(request: Request) -> Caller:
     from fastapi import HTTPException
     from fastapi.security import HTTPAuthorizationCredentials
 
-    from trailhouse import roles
+    from trailhouse.alerting import roles
 
     auth_manager()
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
@@ -181,10 +146,6 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
-
-
-def current_caller(request: Request) -> Caller | None:
-    return request.scope.get(CALLER_KEY)
 
 
 def caller(request: Request) -> Caller:

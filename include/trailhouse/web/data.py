@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import re
-import statistics
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
-from trailhouse import appdb, rulebook, rules, search, settings
+from trailhouse import settings
+from trailhouse.alerting import rulebook, rules
+from trailhouse.db import appdb
+from trailhouse.pipeline import health
+from trailhouse.web import search
 from trailhouse.web.auth import Caller
 
 ALERT_EVENTS_SHOWN = 200
@@ -135,7 +138,7 @@ def _columns_for(condition: str) -> list[str]:
     import sqlglot
     from sqlglot import exp
 
-    from trailhouse.schema import COLUMNS
+    from trailhouse.warehouse.schema import COLUMNS
 
     named = {c.name for c in sqlglot.parse_one(condition, dialect="duckdb").find_all(exp.Column)}
     return [c.name for c in COLUMNS if c.name not in BLOB_COLUMNS or c.name in named]
@@ -201,28 +204,9 @@ def permission_report(dag_id: str) -> dict[str, Any] | None:
     return {"run_id": row.run_id, "checked_at": row.timestamp, "report": value}
 
 
-def _lags(eng: sa.Engine, mav: str, run_ids: list[str]) -> dict[str, dict[str, float]]:
-    """Per run: median and max seconds between CloudTrail's delivery (from the key) and the load."""
-    from trailhouse.layout import parse_key
-
-    if not run_ids:
-        return {}
-    led = appdb.ledger
-    with eng.connect() as conn:
-        rows = conn.execute(sa.select(led.c.run_id, led.c.key, led.c.processed_at).where(
-            led.c.mav == mav, led.c.run_id.in_(run_ids), led.c.status == "loaded").limit(50_000)).all()
-    per_run: dict[str, list[float]] = {}
-    for run_id, key, processed in rows:
-        parsed = parse_key(key)
-        if parsed and parsed.delivered_at:
-            when = processed if processed.tzinfo else processed.replace(tzinfo=UTC)
-            per_run.setdefault(run_id, []).append((when - parsed.delivered_at).total_seconds())
-    return {r: {"median_seconds": statistics.median(v), "max_seconds": max(v)} for r, v in per_run.items()}
-
-
 def mav_status(eng: sa.Engine, mav: Any, *, runs: int = 10, quarantine_shown: int = 50) -> dict[str, Any]:
     latest = appdb.latest_runs(eng, mav.name, runs)
-    lags = _lags(eng, mav.name, [r["run_id"] for r in latest])
+    lags = health.delivery_lags(eng, mav.name, [r["run_id"] for r in latest])
     for run in latest:
         run["lag"] = lags.get(run["run_id"])
         if run.get("started_at") and run.get("finished_at"):
@@ -246,24 +230,17 @@ def mav_status(eng: sa.Engine, mav: Any, *, runs: int = 10, quarantine_shown: in
 
 def mavs() -> list[dict[str, Any]]:
     """Every MAV file: its status, or the problem that keeps a broken file from loading."""
-    from trailhouse.config import ConfigError, load_mav_file
+    from trailhouse.config import ConfigError, scan_mavs
 
-    cfg = settings.load()
     eng = engine()
-    out = []
-    for path in sorted(cfg.mav_dir.glob("*.yaml")) if cfg.mav_dir.is_dir() else []:
-        try:
-            mav = load_mav_file(path)
-        except ConfigError as exc:
-            out.append({"name": path.stem, "broken": str(exc)})
-            continue
-        out.append(mav_status(eng, mav))
-    return out
+    return [{"name": path.stem, "broken": str(mav)} if isinstance(mav, ConfigError) else mav_status(eng, mav)
+            for path, mav in scan_mavs(settings.load().mav_dir)]
 
 
 def mav_names() -> list[str]:
-    cfg = settings.load()
-    return sorted(p.stem for p in cfg.mav_dir.glob("*.yaml")) if cfg.mav_dir.is_dir() else []
+    from trailhouse.config import mav_files
+
+    return [p.stem for p in mav_files(settings.load().mav_dir)]
 
 
 def parse_day(text: str | None) -> date | None:

@@ -9,10 +9,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from trailhouse import alerts, records, rulebook, rules, search
-from trailhouse.roles import Forbidden
-from trailhouse.rules import UnsafeCondition
-from trailhouse.web import data, render
+from trailhouse.alerting import alerts, rulebook, rules
+from trailhouse.alerting.roles import Forbidden
+from trailhouse.alerting.rules import UnsafeCondition
+from trailhouse.common import principal_of
+from trailhouse.ingest import records
+from trailhouse.web import data, render, search
 from trailhouse.web.api import AlertId, Day, EventId, RuleId, event_or_404
 from trailhouse.web.chart import bar_chart
 from trailhouse.web.deps import CSRF, NO_NUL, AlertFilters, CallerDep, FilterParams, Page, PageSize
@@ -91,8 +93,7 @@ def event_page(request: Request, caller: CallerDep, event_id: EventId, day: Day 
     return render.page(request, "event.html", {
         "title": row.get("event_name") or "Event", "section": "events", "row": row,
         "record_json": json.dumps(record, indent=2, ensure_ascii=False),
-        "principal": next((row.get(c) for c in ("principal_arn", "session_issuer_arn", "user_name",
-                                                "principal_id", "invoked_by") if row.get(c)), None),
+        "principal": principal_of(row),
         "related": related,
     })
 

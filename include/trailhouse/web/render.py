@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from trailhouse.web import MOUNT_PATH
+from trailhouse.web.context import auth_manager, current_caller
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = Jinja2Templates(directory=str(HERE / "templates"))
@@ -92,8 +93,6 @@ TEMPLATES.env.globals.update(qs=qs, event_url=event_url)
 
 def page(request: Request, name: str, context: dict[str, Any], *, status_code: int = 200) -> Response:
     """Render a page; every page gets the caller, the URL prefixes and the CSRF token."""
-    from trailhouse.web.auth import current_caller
-
     caller = current_caller(request)
     base = {
         "request": request, "root": root(request), "airflow_root": airflow_root(request) or "",
@@ -125,8 +124,6 @@ def error(request: Request, status_code: int, message: str, *, headers: dict[str
 
 def login_link(request: Request) -> str:
     """Airflow's login page, coming back to the requested page afterwards."""
-    from trailhouse.web.auth import auth_manager
-
     here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     try:
         login = auth_manager().get_url_login(next_url=here)

@@ -1,0 +1,61 @@
+"""`trailhouse alerts`: list alerts, acknowledge and resolve them."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from trailhouse import output
+from trailhouse.cli import context
+
+ALERT_COLUMNS = ["id", "status", "severity", "rule_id", "mav", "account_id", "principal", "source_ip", "event_name",
+                 "first_event_time", "count"]
+
+
+def register(sub: Any) -> None:
+    al = sub.add_parser("alerts", help="list alerts, acknowledge and resolve them").add_subparsers(metavar="ACTION")
+    ls = al.add_parser("list", help="every alert in the deployment, newest first")
+    for flag in ("--mav", "--account", "--rule", "--severity", "--status"):
+        ls.add_argument(flag)
+    ls.add_argument("--limit", type=int, default=50)
+    ls.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    ls.set_defaults(func=cmd_alerts_list)
+    show = al.add_parser("show", help="one alert and the events behind it")
+    show.add_argument("id", type=int)
+    show.set_defaults(func=cmd_alerts_show)
+    for name, status in (("ack", "acknowledged"), ("resolve", "resolved"), ("reopen", "open")):
+        p = al.add_parser(name, help=f"mark an alert {status}")
+        p.add_argument("id", type=int)
+        p.add_argument("--as", dest="actor", required=True)
+        p.set_defaults(func=cmd_alerts_status, status=status)
+
+
+def cmd_alerts_list(args: argparse.Namespace) -> int:
+    from trailhouse.alerting import alerts
+
+    rows = alerts.query(context.engine(), mav=args.mav, account=args.account, rule=args.rule, severity=args.severity,
+                        status=args.status, limit=args.limit)
+    output.print_rows(ALERT_COLUMNS, [tuple(r[c] for c in ALERT_COLUMNS) for r in rows], args.format)
+    return 0
+
+
+def cmd_alerts_show(args: argparse.Namespace) -> int:
+    from trailhouse.alerting import alerts
+
+    eng = context.engine()
+    alert = alerts.get(eng, args.id)
+    for key, value in alert.items():
+        print(f"{key:18} {output.cell(value)}")
+    print("events:")
+    for event_id in alerts.event_ids(eng, args.id):
+        print(f"  {event_id}")
+    return 0
+
+
+def cmd_alerts_status(args: argparse.Namespace) -> int:
+    from trailhouse.alerting import alerts
+
+    context.actor(args.actor)  # any role may change an alert's status; no role, no access
+    alert = alerts.set_status(context.engine(), args.id, args.status, by=args.actor)
+    print(f"alert {alert['id']} is {alert['status']} (by {alert['status_by']} at {output.cell(alert['status_at'])})")
+    return 0

@@ -1,0 +1,186 @@
+"""`trailhouse rules`: list, test, try and manage alert rules."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from trailhouse import output
+from trailhouse.cli import context
+from trailhouse.common import SEVERITIES
+
+
+def register(sub: Any) -> None:
+    rules = sub.add_parser("rules", help="list, test, try and manage alert rules").add_subparsers(metavar="ACTION")
+    ls = rules.add_parser("list", help="every rule with its scope, owner and state")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=cmd_rules_list)
+    t = rules.add_parser("test", help="run every rule against its own positive and negative examples")
+    t.add_argument("ids", nargs="*", help="only these rule ids")
+    t.set_defaults(func=cmd_rules_test)
+    ev = rules.add_parser("eval", help="which rules match the events of delivery files or JSON lines (no warehouse)")
+    ev.add_argument("files", nargs="+", type=Path)
+    ev.add_argument("--rule", action="append", default=[], help="only this rule id (repeatable)")
+    ev.set_defaults(func=cmd_rules_eval)
+    add = rules.add_parser("add", help="create a custom rule (checked: condition and your accounts)")
+    add.add_argument("--as", dest="actor", required=True, help="your user name (Airflow's)")
+    add.add_argument("--id", required=True)
+    add.add_argument("--title", required=True)
+    add.add_argument("--severity", required=True, choices=SEVERITIES)
+    add.add_argument("--condition", required=True, help="an SQL boolean expression over cloudtrail_events' columns")
+    add.add_argument("--accounts", default="", help="comma-separated account ids (owners: required, their own)")
+    add.add_argument("--description", default="")
+    add.set_defaults(func=cmd_rules_add)
+    upd = rules.add_parser("update", help="change a custom rule")
+    upd.add_argument("id")
+    upd.add_argument("--as", dest="actor", required=True)
+    upd.add_argument("--title")
+    upd.add_argument("--severity", choices=SEVERITIES)
+    upd.add_argument("--condition")
+    upd.add_argument("--accounts")
+    upd.set_defaults(func=cmd_rules_update)
+    for name, helptext in (("enable", "switch a rule on"), ("disable", "switch a rule off"), ("delete", "delete a custom rule")):
+        p = rules.add_parser(name, help=helptext)
+        p.add_argument("id")
+        p.add_argument("--as", dest="actor", required=True)
+        p.set_defaults(func=cmd_rules_switch, action=name)
+
+
+def cmd_rules_list(args: argparse.Namespace) -> int:
+    import sqlalchemy as sa
+
+    from trailhouse.alerting import rulebook
+    from trailhouse.db import appdb
+
+    eng = context.engine()
+    with eng.connect() as conn:
+        last = dict(conn.execute(sa.select(appdb.alerts.c.rule_id, sa.func.max(appdb.alerts.c.last_event_time))
+                                 .group_by(appdb.alerts.c.rule_id)).all())
+    rows = [(r.id, r.severity, "on" if r.enabled else "off", "built-in" if r.builtin else f"custom ({r.owner})",
+             ",".join(r.scope_accounts) or "all", last.get(r.id), r.title) for r in rulebook.all_rules(eng)]
+    cols = ["id", "severity", "state", "kind", "scope", "last_hit", "title"]
+    if args.json:
+        output.print_rows(cols, rows, "json")
+    else:
+        output.print_rows(cols, rows)
+    return 0
+
+
+def cmd_rules_test(args: argparse.Namespace) -> int:
+    from trailhouse.alerting import rulebook, rules
+
+    selected = [r for r in rulebook.all_rules(context.engine()) if not args.ids or r.id in args.ids]
+    failed = total = 0
+    for rule in selected:
+        for res in rules.test_rule(rule):
+            total += 1
+            if not res.ok:
+                failed += 1
+                want = "fire" if res.expected else "stay quiet"
+                print(f"FAIL {rule.id}: example {res.example!r} should {want}{' - ' + res.error if res.error else ''}")
+    without = [r.id for r in selected if r.builtin and not (r.tests.positive and r.tests.negative)]
+    for rid in without:
+        print(f"FAIL {rid}: a built-in rule needs positive and negative examples")
+    print(f"{len(selected)} rules, {total} examples: {total - failed} passed, {failed} failed")
+    return 1 if failed or without else 0
+
+
+def _read_events(paths: list[Path]) -> list[dict[str, Any]]:
+    import msgspec
+
+    from trailhouse.ingest import records as rec_mod
+
+    events: list[dict[str, Any]] = []
+    for path in paths:
+        data = path.read_bytes()
+        text = rec_mod.decompress(data) if data[:2] == b"\x1f\x8b" else data
+        stripped = text.lstrip()
+        if stripped.startswith(b"{") and b'"Records"' in stripped[:4096]:
+            try:
+                events += msgspec.json.decode(text)["Records"]
+                continue
+            except (msgspec.DecodeError, KeyError, TypeError):
+                pass  # not one delivery document: try JSON lines
+        if stripped.startswith(b"["):  # a JSON array of events (Stratus Red Team's logs, exports)
+            try:
+                listed = msgspec.json.decode(text)
+            except msgspec.DecodeError as exc:
+                raise ValueError(f"{path}: not a JSON array of events ({exc})") from None
+            if not all(isinstance(e, dict) for e in listed):
+                raise ValueError(f"{path}: a JSON array here holds event objects only")
+            events += listed
+            continue
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    events.append(msgspec.json.decode(line))
+                except msgspec.DecodeError as exc:
+                    raise ValueError(f"{path}:{n}: not a JSON event ({exc})") from None
+    return events
+
+
+def cmd_rules_eval(args: argparse.Namespace) -> int:
+    from trailhouse.alerting import rulebook, rules
+
+    try:
+        events = _read_events(args.files)
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    selected = [r for r in rulebook.all_rules(context.engine(), enabled_only=not args.rule) if not args.rule or r.id in args.rule]
+    table = rules.records_table(events, mav="eval")
+    con = rules.connect(table)
+    # Per event, a threshold rule is listed when the event meets its condition; whether the
+    # threshold was crossed across the given events is reported on its own lines below.
+    per_event = rules.evaluate(con, [r.model_copy(update={"threshold": None}) for r in selected])
+    crossed = rules.evaluate(con, [r for r in selected if r.threshold])
+    hits: dict[str, list[str]] = {}
+    for m in per_event.matches:
+        hits.setdefault(m.event["event_id"], []).append(m.rule.id)
+    for event_id in table.column("event_id").to_pylist():
+        print(json.dumps({"event_id": event_id, "rules": sorted(set(hits.get(event_id, [])))}))
+    by_rule: dict[str, list[str]] = {}
+    for m in crossed.matches:
+        by_rule.setdefault(m.rule.id, []).append(m.event["event_id"])
+    for rule_id, ids in sorted(by_rule.items()):
+        print(json.dumps({"threshold_crossed": rule_id, "event_ids": ids}))
+    for rule_id, error in {**per_event.errors, **crossed.errors}.items():
+        print(f"error: rule {rule_id}: {error}", file=sys.stderr)
+    return 0
+
+
+def cmd_rules_add(args: argparse.Namespace) -> int:
+    from trailhouse.alerting import rulebook
+
+    rule = rulebook.create_rule(context.engine(), context.actor(args.actor), rule_id=args.id, title=args.title,
+                                condition=args.condition, severity=args.severity,
+                                accounts=context.accounts_arg(args.accounts), description=args.description)
+    print(f"rule {rule.id} saved for {', '.join(rule.scope_accounts) or 'every account'}")
+    return 0
+
+
+def cmd_rules_update(args: argparse.Namespace) -> int:
+    from trailhouse.alerting import rulebook
+
+    changes = {k: v for k, v in (("title", args.title), ("severity", args.severity), ("condition", args.condition))
+               if v is not None}
+    if args.accounts is not None:
+        changes["accounts"] = context.accounts_arg(args.accounts)
+    rule = rulebook.update_rule(context.engine(), context.actor(args.actor), args.id, **changes)
+    print(f"rule {rule.id} updated")
+    return 0
+
+
+def cmd_rules_switch(args: argparse.Namespace) -> int:
+    from trailhouse.alerting import rulebook
+
+    actor = context.actor(args.actor)
+    if args.action == "delete":
+        rulebook.delete_rule(context.engine(), actor, args.id)
+    else:
+        rulebook.set_enabled(context.engine(), actor, args.id, args.action == "enable")
+    print(f"rule {args.id}: {args.action}d")
+    return 0

@@ -1,0 +1,65 @@
+"""Facts and small helpers that more than one part of trailhouse needs, each written once.
+
+Severities, the status words stored in the app database, access-key redaction, the S3
+error codes that mean "denied", account ids, the principal precedence and chunking.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal, TypeVar
+
+# --- severities, lowest first ------------------------------------------------------------
+SEVERITIES = ("info", "low", "medium", "high", "critical")
+Severity = Literal["info", "low", "medium", "high", "critical"]
+SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
+
+# --- status words in the app database ------------------------------------------------------
+# ledger.status of one S3 object
+LOADED, QUARANTINED, RECORDED = "loaded", "quarantined", "recorded"
+# alerts.status
+OPEN, ACKNOWLEDGED, RESOLVED = "open", "acknowledged", "resolved"
+ALERT_STATUSES = (OPEN, ACKNOWLEDGED, RESOLVED)
+# runs.status
+RUNNING, SUCCEEDED, FAILED = "running", "succeeded", "failed"
+
+# --- secrets -------------------------------------------------------------------------------
+ACCESS_KEY_RE = re.compile(r"\b(AKIA|ASIA)[A-Z0-9]{12,}\b")
+
+
+def redact_access_keys(text: str) -> str:
+    """Replace every access key id in `text` by its prefix: 'AKIA…(redacted)'."""
+    return ACCESS_KEY_RE.sub(lambda m: m.group(1) + "…(redacted)", text)
+
+
+# --- S3 --------------------------------------------------------------------------------------
+# Error codes by which S3 refuses a request to this caller (as opposed to a missing object).
+S3_DENIED_CODES = frozenset({"AccessDenied", "AllAccessDisabled", "403", "Forbidden"})
+
+# --- accounts and principals -----------------------------------------------------------------
+ACCOUNT_ID_RE = re.compile(r"^\d{12}$")
+
+
+def is_account_id(text: str) -> bool:
+    return bool(ACCOUNT_ID_RE.match(text))
+
+
+# Who acted, most specific first: the column `principal` of rules, searches and pages.
+PRINCIPAL_PRECEDENCE = ("principal_arn", "session_issuer_arn", "user_name", "principal_id", "invoked_by")
+PRINCIPAL_SQL = f"coalesce({', '.join(PRINCIPAL_PRECEDENCE)})"
+
+
+def principal_of(row: dict[str, Any]) -> Any:
+    """The principal of one event row, by PRINCIPAL_PRECEDENCE."""
+    return next((row.get(c) for c in PRINCIPAL_PRECEDENCE if row.get(c)), None)
+
+
+# --- chunking --------------------------------------------------------------------------------
+T = TypeVar("T")
+
+
+def chunks(items: Sequence[T], size: int = 500) -> Iterator[Sequence[T]]:
+    """Consecutive slices of at most `size` items (SQL IN lists stay below bind-parameter limits)."""
+    for i in range(0, len(items), size):
+        yield items[i:i + size]

@@ -1,0 +1,316 @@
+"""The app database: the ledger of processed keys and each run's figures (SQLAlchemy + Alembic)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import threading
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from trailhouse import storage
+from trailhouse.common import chunks
+
+metadata = sa.MetaData()
+
+ledger = sa.Table(
+    "ledger_objects",
+    metadata,
+    sa.Column("mav", sa.String(128), primary_key=True),
+    sa.Column("key", sa.String(1024), primary_key=True),
+    sa.Column("etag", sa.String(128), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    # CloudTrail (log file), CloudTrail-Digest, CloudTrail-Insight
+    sa.Column("kind", sa.String(32), nullable=False),
+    # loaded | quarantined | recorded (digest and Insights files, kept for integrity checks)
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("events", sa.Integer, nullable=False, default=0),
+    sa.Column("reason", sa.Text, nullable=False, default=""),
+    sa.Column("sha256", sa.String(64)),
+    # comma-separated event dates of the key's events (the partitions they went to)
+    sa.Column("event_dates", sa.Text),
+    # when the rules ran over the key's events (null: not yet; the next evaluation takes it)
+    sa.Column("evaluated_at", sa.DateTime(timezone=True)),
+    sa.Column("run_id", sa.String(250), nullable=False),
+    sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("mav", sa.String(128), primary_key=True),
+    sa.Column("run_id", sa.String(250), primary_key=True),
+    sa.Column("interval_start", sa.DateTime(timezone=True)),
+    sa.Column("interval_end", sa.DateTime(timezone=True)),
+    sa.Column("started_at", sa.DateTime(timezone=True)),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("objects_found", sa.Integer, nullable=False, default=0),
+    sa.Column("objects_skipped", sa.Integer, nullable=False, default=0),
+    sa.Column("objects_loaded", sa.Integer, nullable=False, default=0),
+    sa.Column("objects_quarantined", sa.Integer, nullable=False, default=0),
+    sa.Column("objects_recorded", sa.Integer, nullable=False, default=0),
+    sa.Column("events_loaded", sa.Integer, nullable=False, default=0),
+    sa.Column("duplicates_dropped", sa.Integer, nullable=False, default=0),
+    sa.Column("list_calls", sa.Integer, nullable=False, default=0),
+    sa.Column("get_calls", sa.Integer, nullable=False, default=0),
+    sa.Column("bytes", sa.BigInteger, nullable=False, default=0),
+    sa.Column("partitions", sa.Text, nullable=False, default=""),
+    sa.Column("message", sa.Text, nullable=False, default=""),
+)
+
+_MIGRATED: set[str] = set()
+_LOCK = threading.Lock()
+_ENGINES: dict[str, sa.Engine] = {}
+
+
+def _alembic_config(url: str) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def engine(url: str) -> sa.Engine:
+    """An engine on the app database, migrated to the latest schema on first use."""
+    with _LOCK:
+        eng = _ENGINES.get(url)
+        if eng is None:
+            if url.startswith("sqlite:///"):
+                Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            eng = sa.create_engine(url, pool_pre_ping=True)
+            if url.startswith("sqlite"):
+                # Several task processes share the file: wait for a lock instead of failing.
+                sa.event.listen(eng, "connect", _sqlite_pragmas)
+            _ENGINES[url] = eng
+        if url not in _MIGRATED:
+            from alembic import command
+
+            cfg = _alembic_config(url)
+            with _migration_lock(eng), eng.begin() as conn:
+                if eng.dialect.name == "postgresql":
+                    # Many tasks may first open a fresh database at once: one migrates, the
+                    # others wait and then find it at head.
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(7271650105)"))
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+            _MIGRATED.add(url)
+        return eng
+
+
+@contextlib.contextmanager
+def _migration_lock(eng: sa.Engine) -> Iterator[None]:
+    if eng.dialect.name != "sqlite" or not eng.url.database:
+        yield
+        return
+    path = Path(eng.url.database)
+    with storage.file_lock(path.with_name(f".{path.name}.migrate.lock")):
+        yield
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA busy_timeout = 30000")
+    cur.execute("PRAGMA journal_mode = WAL")
+    cur.close()
+
+
+@contextlib.contextmanager
+def writer_lock(eng: sa.Engine, name: str = "cloudtrail_events") -> Iterator[None]:
+    """Held while a commit writes the warehouse table: one writer at a time, on any machine.
+
+    PostgreSQL: a session advisory lock (every worker of a cluster shares the database).
+    SQLite means one machine: a file lock beside the database file (so a warehouse shared by
+    workers on several machines needs the PostgreSQL app database).
+    """
+    if eng.dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        # Autocommit: the session holds the lock without an open transaction, so no
+        # idle-in-transaction timeout can end it halfway through a commit.
+        with eng.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            try:
+                yield
+            finally:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+        return
+    db_path = Path(eng.url.database or "trailhouse.db")
+    with storage.file_lock(db_path.with_name(f".{db_path.name}.{name}.lock")):
+        yield
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def ledgered(eng: sa.Engine, mav: str, prefix: str) -> dict[str, tuple[str, str]]:
+    """{key: (etag, status)} of the MAV's ledger entries under a key prefix."""
+    # A range on the primary key instead of LIKE: prefixes contain '_' and an index range
+    # scan stays cheap however long the history.
+    upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    q = sa.select(ledger.c.key, ledger.c.etag, ledger.c.status).where(
+        ledger.c.mav == mav, ledger.c.key >= prefix, ledger.c.key < upper
+    )
+    with eng.connect() as conn:
+        return {k: (e, s) for k, e, s in conn.execute(q)}
+
+
+def record_objects(eng: sa.Engine, mav: str, run_id: str, rows: Iterable[dict[str, Any]],
+                   *, figures: dict[str, Any] | None = None) -> int:
+    """Upsert ledger rows (key, etag, size, kind, status, events, reason, ...).
+
+    With `figures`, the run's figures are saved in the same transaction: a crash leaves
+    both or neither, never a ledger whose run says it loaded nothing.
+    """
+    rows = [dict(r, mav=mav, run_id=run_id, processed_at=now()) for r in rows]
+    with eng.begin() as conn:
+        for chunk in chunks(rows, 500):
+            keys = [r["key"] for r in chunk]
+            conn.execute(ledger.delete().where(ledger.c.mav == mav, ledger.c.key.in_(keys)))
+            conn.execute(ledger.insert(), chunk)
+        if figures is not None:
+            _save_run(conn, mav, run_id, figures)
+    return len(rows)
+
+
+def save_run(eng: sa.Engine, mav: str, run_id: str, **figures: Any) -> None:
+    with eng.begin() as conn:
+        _save_run(conn, mav, run_id, figures)
+
+
+def _save_run(conn: Any, mav: str, run_id: str, figures: dict[str, Any]) -> None:
+    exists = conn.execute(sa.select(runs.c.run_id).where(runs.c.mav == mav, runs.c.run_id == run_id)).first()
+    if exists:
+        conn.execute(runs.update().where(runs.c.mav == mav, runs.c.run_id == run_id).values(**figures))
+    else:
+        conn.execute(runs.insert().values(mav=mav, run_id=run_id, **{"status": "running", **figures}))
+
+
+def get_run(eng: sa.Engine, mav: str, run_id: str) -> dict[str, Any] | None:
+    with eng.connect() as conn:
+        row = conn.execute(sa.select(runs).where(runs.c.mav == mav, runs.c.run_id == run_id)).mappings().first()
+    return dict(row) if row else None
+
+
+def latest_runs(eng: sa.Engine, mav: str, limit: int = 10) -> list[dict[str, Any]]:
+    with eng.connect() as conn:
+        q = sa.select(runs).where(runs.c.mav == mav).order_by(runs.c.started_at.desc()).limit(limit)
+        return [dict(r) for r in conn.execute(q).mappings()]
+
+
+# --- rules, alerts, roles (migration 0002) ----------------------------------------------
+
+custom_rules = sa.Table(
+    "custom_rules",
+    metadata,
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("title", sa.String(256), nullable=False),
+    sa.Column("description", sa.Text, nullable=False, default=""),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("condition", sa.Text, nullable=False),
+    # comma-separated account ids; "" = every account (security administrators only)
+    sa.Column("scope_accounts", sa.Text, nullable=False, default=""),
+    sa.Column("dedup_fields", sa.Text, nullable=False, default=""),
+    sa.Column("dedup_period_minutes", sa.Integer, nullable=False, default=60),
+    sa.Column("owner", sa.String(256), nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False, default=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_by", sa.String(256), nullable=False),
+)
+
+rule_switches = sa.Table(
+    "rule_switches",
+    metadata,
+    sa.Column("rule_id", sa.String(128), primary_key=True),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("updated_by", sa.String(256), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("rule_id", sa.String(128), nullable=False),
+    sa.Column("dedup_hash", sa.String(64), nullable=False),
+    sa.Column("dedup_key", sa.Text, nullable=False),
+    sa.Column("title", sa.String(256), nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("mav", sa.String(128), nullable=False),
+    sa.Column("account_id", sa.String(12)),
+    sa.Column("principal", sa.Text),
+    sa.Column("source_ip", sa.String(256)),
+    sa.Column("event_name", sa.String(256)),
+    sa.Column("first_event_id", sa.String(128), nullable=False),
+    sa.Column("first_event_time", sa.DateTime(timezone=True)),
+    sa.Column("last_event_time", sa.DateTime(timezone=True)),
+    sa.Column("period_start", sa.DateTime(timezone=True)),
+    sa.Column("count", sa.Integer, nullable=False, default=1),
+    # open | acknowledged | resolved
+    sa.Column("status", sa.String(16), nullable=False, default="open"),
+    sa.Column("status_by", sa.String(256)),
+    sa.Column("status_at", sa.DateTime(timezone=True)),
+    sa.Column("run_id", sa.String(250), nullable=False),
+    # False for alerts of backfilled history when the MAV says not to notify them
+    sa.Column("notify", sa.Boolean, nullable=False, default=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    # when the alert went into the notification outbox (null: not yet)
+    sa.Column("planned_at", sa.DateTime(timezone=True)),
+    sa.UniqueConstraint("rule_id", "dedup_hash", name="uq_alert_dedup"),
+)
+
+alert_events = sa.Table(
+    "alert_events",
+    metadata,
+    sa.Column("alert_id", sa.Integer, sa.ForeignKey("alerts.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("event_id", sa.String(128), primary_key=True),
+    sa.Column("event_time", sa.DateTime(timezone=True)),
+    sa.Column("event_date", sa.Date),
+    sa.Column("account_id", sa.String(12)),
+)
+
+user_roles = sa.Table(
+    "user_roles",
+    metadata,
+    sa.Column("username", sa.String(256), primary_key=True),
+    sa.Column("is_admin", sa.Boolean, nullable=False, default=False),
+    sa.Column("accounts", sa.Text, nullable=False, default=""),
+    sa.Column("granted_by", sa.String(256), nullable=False),
+    sa.Column("granted_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+# --- notification outbox (migration 0003) --------------------------------------------------
+
+notifications = sa.Table(
+    "notifications",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(250), nullable=False),
+    sa.Column("mav", sa.String(128), nullable=False),
+    # the owner's name in owners.yaml
+    sa.Column("recipient", sa.String(256), nullable=False),
+    # a stable label of one of the owner's channels, e.g. "email:trailhouse_smtp:3f2a9c1e"
+    sa.Column("channel", sa.String(256), nullable=False),
+    # comma-separated, sorted alert ids
+    sa.Column("alert_ids", sa.Text, nullable=False, default=""),
+    sa.Column("subject", sa.Text, nullable=False),
+    # the rendered message: alert facts only, never a channel secret
+    sa.Column("body", sa.Text, nullable=False),
+    # pending | sent | failed
+    sa.Column("status", sa.String(16), nullable=False, default="pending"),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("last_error", sa.Text, nullable=False, default=""),
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("sent_at", sa.DateTime(timezone=True)),
+    sa.UniqueConstraint("run_id", "recipient", "channel", name="uq_notification_once"),
+    sa.Index("ix_notifications_due", "status", "next_attempt_at"),
+)

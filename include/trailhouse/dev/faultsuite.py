@@ -1,0 +1,252 @@
+"""The fault-injection suite: kill a MAV run at every step, retry it, compare with a fault-free run.
+
+`python -m trailhouse.dev.faultsuite --out docs/reliability.md` writes the table; `make test` runs
+the same scenarios (tests/test_faults.py). Each run is a real `trailhouse run` process: a
+fault kills it with SIGKILL, and the retry runs the same interval again as a new DAG run
+(what an operator does after a crash). That is stricter than Airflow's own task retry,
+which keeps the run id: nothing may depend on the memory of the run that died.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from trailhouse.faults import POINTS
+
+END_DAY = date(2026, 11, 20)
+AT = datetime(2026, 11, 21, 6, 0, tzinfo=UTC)
+
+
+@dataclass
+class Snapshot:
+    event_ids: list[str] = field(default_factory=list)
+    alerts: set[tuple[str, str, int]] = field(default_factory=set)
+    messages: list[tuple[str, str]] = field(default_factory=list)  # (recipient, Message-ID)
+
+
+@dataclass
+class Outcome:
+    fault: str
+    what: str
+    killed: bool
+    events_lost: int
+    events_duplicated: int
+    alerts_lost: int
+    alerts_duplicated: int
+    messages_lost: int
+    messages_duplicated: int
+    deliveries_repeated: int
+    seconds: float
+
+    @property
+    def clean(self) -> bool:
+        return self.killed and not any((self.events_lost, self.events_duplicated, self.alerts_lost,
+                                        self.alerts_duplicated, self.messages_lost, self.messages_duplicated))
+
+
+@contextmanager
+def _env(values: dict[str, str]) -> Iterator[None]:
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+class Lab:
+    """A synthetic bucket, owners with email, a local SMTP server and a shared Airflow home."""
+
+    def __init__(self, workdir: Path) -> None:
+        from trailhouse.dev import synth
+
+        self.workdir = workdir
+        self.bucket = workdir / "bucket"
+        spec = synth.SynthSpec(seed=21, accounts=2, days=2, end=END_DAY, files_per_region_day=4, events_per_file=25,
+                               regions=("us-east-1", "eu-west-1"))
+        self.written = synth.write_to_dir(spec, self.bucket)
+        self.airflow_home = workdir / "airflow"
+        self.owners = workdir / "owners.yaml"
+        self.mailbox: list[Any] = []
+        self._n = 0
+
+    def env(self, scenario: str) -> dict[str, str]:
+        home = self.workdir / scenario
+        return {
+            "TRAILHOUSE_HOME": str(home),
+            "TRAILHOUSE_MAV_DIR": str(home / "mavs"),
+            "TRAILHOUSE_WAREHOUSE": str(home / "warehouse"),
+            "TRAILHOUSE_DB_URL": f"sqlite:///{home / 'trailhouse.db'}",
+            "AIRFLOW_HOME": str(self.airflow_home),
+            "TRAILHOUSE_OWNERS_FILE": str(self.owners),
+        }
+
+    def setup(self, smtp_port: int) -> None:
+        from trailhouse.dev.demo import _demo_owners
+
+        self.owners.parent.mkdir(parents=True, exist_ok=True)
+        _demo_owners(self.written.accounts, self.workdir)
+        code = ("import sys; from trailhouse.airflow_env import store_connection; "
+                "store_connection('trailhouse_demo_smtp', '', '', {'from': 'trailhouse@example.com'}, "
+                f"conn_type='smtp', host='127.0.0.1', port={smtp_port})")
+        subprocess.run([sys.executable, "-c", code], env={**os.environ, **self.env("setup")}, check=True,
+                       capture_output=True)
+
+    def run(self, scenario: str, at: datetime, fault: str | None = None) -> int:
+        env = {**os.environ, **self.env(scenario)}
+        env.pop("TRAILHOUSE_FAULT", None)
+        if fault:
+            env["TRAILHOUSE_FAULT"] = fault
+        mav_dir = Path(env["TRAILHOUSE_MAV_DIR"])
+        if not (mav_dir / "lab.yaml").exists():
+            from trailhouse.config import Mav, save_mav
+
+            save_mav(mav_dir, Mav(name="lab", path=str(self.bucket), lookback_hours=48))
+        proc = subprocess.run([sys.executable, "-m", "trailhouse.cli", "run", "lab", "--json", "--at", at.isoformat()],
+                              env=env, capture_output=True, text=True, timeout=300)
+        return proc.returncode
+
+    def snapshot(self, scenario: str) -> Snapshot:
+        import sqlalchemy as sa
+
+        from trailhouse import settings
+        from trailhouse.db import appdb
+        from trailhouse.warehouse.table import Warehouse
+
+        with _env(self.env(scenario)):
+            cfg = settings.load()
+            ids = [r[0] for r in Warehouse(cfg.warehouse_uri).duckdb().execute(
+                "SELECT event_id FROM cloudtrail_events").fetchall()]
+            eng = appdb.engine(cfg.app_db_url)
+            with eng.connect() as conn:
+                alerts = {(r.rule_id, r.dedup_hash, r.count) for r in conn.execute(sa.select(appdb.alerts))}
+            eng.dispose()
+        return Snapshot(ids, alerts)
+
+
+def compare(base: Snapshot, got: Snapshot, base_msgs: list[tuple[str, str]], msgs: list[tuple[str, str]]) -> dict[str, int]:
+    base_ids, ids = set(base.event_ids), set(got.event_ids)
+    base_alerts = {(rule, key): count for rule, key, count in base.alerts}
+    alerts = {(rule, key): count for rule, key, count in got.alerts}
+    # A message is one (recipient, Message-ID). A repeat of the same id is what an
+    # at-least-once sender may do after a crash mid-send, and what the receiver drops.
+    distinct = set(msgs)
+    recipients = [r for r, _ in distinct]
+    return {
+        "events_lost": len(base_ids - ids),
+        "events_duplicated": len(got.event_ids) - len(ids) + len(ids - base_ids),
+        "alerts_lost": sum(1 for k in base_alerts if k not in alerts),
+        # An extra alert, or an alert counting an event twice.
+        "alerts_duplicated": sum(1 for k, n in alerts.items() if k not in base_alerts or n > base_alerts[k]),
+        "messages_lost": len({r for r, _ in base_msgs} - set(recipients)),
+        "messages_duplicated": len(recipients) - len(set(recipients)),
+        "deliveries_repeated": len(msgs) - len(distinct),
+    }
+
+
+WHAT = {
+    "transform.after_download": "killed while downloading a batch",
+    "transform.before_stage": "killed after parsing, before the staged file was written",
+    "commit.before_merge": "killed before the Delta commit",
+    "commit.after_merge": "killed after the Delta commit, before the ledger write",
+    "commit.after_ledger": "killed after the ledger write, before the run's figures",
+    "evaluate.after_store": "killed after alerts were stored, before the task returned",
+    "notify.after_plan": "killed after the outbox was planned, before sending",
+    "notify.after_send": "killed after the SMTP server accepted a message, before it was marked sent",
+}
+
+
+def run_suite(workdir: Path, points: tuple[str, ...] = POINTS, say: Any = print) -> list[Outcome]:
+    from trailhouse.dev.demo import smtp_server
+
+    lab = Lab(workdir)
+    outcomes: list[Outcome] = []
+    with smtp_server() as (port, mailbox):
+        lab.setup(port)
+
+        def messages(since: int) -> list[tuple[str, str]]:
+            return [(r, str(m["Message-ID"])) for rcpt, m in mailbox[since:] for r in rcpt]
+
+        start = len(mailbox)
+        t0 = time.monotonic()
+        assert lab.run("baseline", AT) == 0, "the fault-free run failed"
+        base = lab.snapshot("baseline")
+        base_msgs = messages(start)
+        say(f"baseline: {len(base.event_ids)} events, {len(base.alerts)} alerts, {len(base_msgs)} messages "
+            f"({time.monotonic() - t0:.0f}s)")
+        for i, fault in enumerate(points, 1):
+            t0 = time.monotonic()
+            start = len(mailbox)
+            at = AT + timedelta(seconds=i)  # its own DAG runs, the same data interval
+            killed = lab.run(fault, at, fault) == -9
+            if fault == "notify.after_send":
+                # The claimed message's lease must run out before a retry may send it again.
+                _expire_leases(lab, fault)
+            rc = lab.run(fault, at)
+            got = lab.snapshot(fault)
+            diff = compare(base, got, base_msgs, messages(start))
+            out = Outcome(fault, WHAT[fault], killed and rc == 0, seconds=round(time.monotonic() - t0, 1), **diff)
+            outcomes.append(out)
+            say(f"{fault}: killed={killed} retry_rc={rc} {diff}")
+    return outcomes
+
+
+def _expire_leases(lab: Lab, scenario: str) -> None:
+
+    from trailhouse import settings
+    from trailhouse.db import appdb
+
+    with _env(lab.env(scenario)):
+        eng = appdb.engine(settings.load().app_db_url)
+        with eng.begin() as conn:
+            conn.execute(appdb.notifications.update().where(appdb.notifications.c.status == "pending")
+                         .values(next_attempt_at=datetime(2000, 1, 1, tzinfo=UTC)))
+        eng.dispose()
+
+
+def render(outcomes: list[Outcome], command: str) -> str:
+    head = ("| fault | what happened | killed, then retried | events lost | events duplicated | alerts lost "
+            "| alerts duplicated | messages lost | messages duplicated | repeated deliveries (same Message-ID) |")
+    rows = [head, "|" + "---|" * 10]
+    for o in outcomes:
+        rows.append(f"| `{o.fault}` | {o.what} | {'yes' if o.killed else 'NO'} | {o.events_lost} | {o.events_duplicated} "
+                    f"| {o.alerts_lost} | {o.alerts_duplicated} | {o.messages_lost} | {o.messages_duplicated} "
+                    f"| {o.deliveries_repeated} |")
+    return "\n".join(rows) + f"\n\nProduced by `{command}` on {datetime.now(UTC):%Y-%m-%d}.\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    import tempfile
+
+    p = argparse.ArgumentParser(prog="python -m trailhouse.dev.faultsuite", description=__doc__)
+    p.add_argument("--out", type=Path, help="write the table into this markdown file (between the markers)")
+    args = p.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="trailhouse-faults-") as tmp:
+        outcomes = run_suite(Path(tmp))
+    table = render(outcomes, "python -m trailhouse.dev.faultsuite --out docs/reliability.md")
+    print(table)
+    if args.out:
+        text = args.out.read_text() if args.out.exists() else "<!-- fault table -->\n<!-- /fault table -->\n"
+        start, end = "<!-- fault table -->", "<!-- /fault table -->"
+        before, rest = text.split(start, 1)
+        after = rest.split(end, 1)[1]
+        args.out.write_text(f"{before}{start}\n{table}{end}{after}")
+    return 0 if all(o.clean for o in outcomes) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""AWS clients signed with a MAV's key pair (from its Airflow connection), and the MAV's source.
+
+The one place that turns a MAV into boto3 clients: the pipeline's S3 reads, the permission
+report and the integrity check's cloudtrail:ListPublicKeys calls all come through here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from trailhouse import settings
+from trailhouse.config import Mav
+from trailhouse.ingest.source import LocalSource, S3Source, Source
+
+
+def _key_pair(mav: Mav) -> tuple[str, str]:
+    from trailhouse.airflow_env import get_credentials
+
+    assert mav.connection_id is not None
+    return get_credentials(mav.connection_id)
+
+
+def s3_client(mav: Mav) -> Any:
+    """A boto3 S3 client signed with the MAV's key pair from its Airflow connection."""
+    import boto3
+    from botocore.config import Config
+
+    key_id, secret = _key_pair(mav)
+    cfg = settings.load()
+    return boto3.client(
+        "s3",
+        aws_access_key_id=key_id,
+        aws_secret_access_key=secret,
+        region_name=mav.region,
+        endpoint_url=mav.endpoint_url,
+        config=Config(
+            # Throttling (SlowDown, 503) and resets are retried with backoff before a task fails.
+            retries={"max_attempts": 8, "mode": "adaptive"},
+            max_pool_connections=max(10, cfg.download_threads),
+            connect_timeout=10,
+            read_timeout=60,
+        ),
+    )
+
+
+def cloudtrail_clients(mav: Mav) -> Callable[[str], Any]:
+    """Per-region boto3 CloudTrail clients signed with the MAV's key pair, made on first use."""
+    import boto3
+
+    key_id, secret = _key_pair(mav)
+    clients: dict[str, Any] = {}
+
+    def client(region: str) -> Any:
+        if region not in clients:
+            clients[region] = boto3.client(
+                "cloudtrail", aws_access_key_id=key_id, aws_secret_access_key=secret, region_name=region,
+                endpoint_url=mav.endpoint_url,
+            )
+        return clients[region]
+
+    return client
+
+
+def open_source(mav: Mav) -> Source:
+    """Where the MAV's delivery files are read: its local folder, or its bucket with its key pair."""
+    if mav.path is not None:
+        return LocalSource(mav.path)
+    assert mav.bucket is not None
+    return S3Source(s3_client(mav), mav.bucket)

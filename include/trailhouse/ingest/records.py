@@ -1,0 +1,295 @@
+"""Delivery files to table rows and back: typed columns plus everything else, losslessly."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import re
+import zlib
+from datetime import datetime
+from typing import Any
+
+import msgspec
+import pyarrow as pa
+
+from trailhouse.warehouse.schema import BOOL, COLUMNS, JSON, MFA, STR, TIME, UTC_TS, Column
+
+try:  # the C builder (setup.py); without a compiler the pure-Python path below does it all
+    from trailhouse.ingest import _fastjson
+except ImportError:  # pragma: no cover - built by `pip install -e .`
+    _fastjson = None
+
+try:  # ISA-L inflates 2-3x faster than zlib; zlib stays as the fallback.
+    from isal import igzip as _gzip
+except ImportError:  # pragma: no cover - isal is pinned in requirements.txt
+    _gzip = gzip  # type: ignore[assignment]
+
+CANONICAL_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+DERIVED_ID_PREFIX = "sha256:"
+
+
+class Envelope(msgspec.Struct):
+    # Records stay raw at this level: only the fields that become columns are decoded, the
+    # drifting blobs are kept byte for byte, and nothing unknown is dropped.
+    Records: list[dict[str, msgspec.Raw]]
+
+
+_envelope = msgspec.json.Decoder(Envelope)
+_any = msgspec.json.Decoder()
+_encode = msgspec.json.encode
+
+
+class BadObject(ValueError):
+    """A delivery file that cannot be loaded; str() is the quarantine reason."""
+
+
+# Column specs as a tree over the record's paths: {"userIdentity": {"type": Column, ...}}.
+def _tree(columns: tuple[Column, ...]) -> dict[str, Any]:
+    root: dict[str, Any] = {}
+    for col in columns:
+        if col.path is None:
+            continue
+        node = root
+        for part in col.path[:-1]:
+            node = node.setdefault(part, {})
+        node[col.path[-1]] = col
+    return root
+
+
+TREE = _tree(COLUMNS)
+# Per top-level key, how record_to_row handles it (a dict lookup instead of type checks).
+_STRING, _BLOB, _SCALAR, _NESTED = 1, 2, 3, 4
+_UNKNOWN = (0, None)
+_DISPATCH: dict[str, tuple[int, Any]] = {
+    key: ((_STRING if spec.kind == STR else _BLOB if spec.kind == JSON else _SCALAR, spec)
+          if isinstance(spec, Column) else (_NESTED, spec))
+    for key, spec in TREE.items()
+}
+_SOURCE = tuple(c for c in COLUMNS if c.path is not None)  # the columns a record fills
+SOURCE_COLUMNS = tuple(c.name for c in _SOURCE)
+
+
+def decompress(data: bytes, key: str = "") -> bytes:
+    """Gunzip CloudTrail's files; plain JSON (e.g. a hand-copied sample) passes through."""
+    if not data:
+        raise BadObject("empty object (0 bytes): CloudTrail never delivers one; re-copy the file")
+    if data[:2] == b"\x1f\x8b":
+        try:
+            return _gzip.decompress(data)
+        except (OSError, EOFError, zlib.error, ValueError) as exc:
+            raise BadObject(f"truncated or corrupt gzip ({exc}); re-upload the object") from exc
+    if data.lstrip()[:1] in (b"{", b"["):
+        return data
+    raise BadObject("not gzip and not JSON: not a CloudTrail delivery file")
+
+
+def decode_envelope(text: bytes) -> list[dict[str, msgspec.Raw]]:
+    if not text.strip():
+        raise BadObject("empty file: no JSON inside")
+    try:  # msgspec does not look inside the raw values: check the whole text first
+        text.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadObject(f"not UTF-8 text (byte {exc.start}: {exc.reason}); CloudTrail writes UTF-8: re-copy the "
+                        "file from its source") from None
+    try:
+        return _envelope.decode(text).Records
+    except msgspec.ValidationError as exc:
+        raise BadObject(f"not a CloudTrail log file: expected {{\"Records\": [...]}} ({exc})") from exc
+    except msgspec.DecodeError as exc:
+        raise BadObject(f"invalid JSON ({exc})") from exc
+
+
+def _convert(col: Column, value: Any) -> tuple[Any, bool]:
+    """(column value, whether the column alone rebuilds the original value exactly)."""
+    kind = col.kind
+    if kind == STR:
+        if isinstance(value, str):
+            return value, True
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value), False
+        return None, False
+    if kind == BOOL:
+        if isinstance(value, bool):
+            return value, True
+        if value in ("true", "false"):
+            return value == "true", False
+        return None, False
+    if kind == MFA:
+        if value in ("true", "false"):
+            return value == "true", True
+        if isinstance(value, bool):
+            return value, False
+        return None, False
+    if kind == TIME:
+        if isinstance(value, str):
+            return value, CANONICAL_TIME.match(value) is not None and _valid_time(value)
+        return None, False
+    raise AssertionError(kind)
+
+
+def _valid_time(value: str) -> bool:
+    # The format alone admits 2026-02-30 or a leap second, which no timestamp column can
+    # hold: such text must also stay in extra_fields.
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _strip(obj: dict[str, Any], tree: dict[str, Any], row: dict[str, Any]) -> bool:
+    """Move the values the columns hold out of `obj` (in place); True if any was moved."""
+    moved = False
+    for key in list(obj):
+        spec = tree.get(key)
+        if spec is None:
+            continue
+        value = obj[key]
+        if spec.__class__ is Column:
+            if spec.kind == STR and value.__class__ is str:  # the common case, without a call
+                row[spec.name] = value
+                del obj[key]
+                moved = True
+                continue
+            col_value, exact = _convert(spec, value)
+            if col_value is not None:
+                row[spec.name] = col_value
+            if exact:
+                del obj[key]
+                moved = True
+        elif isinstance(value, dict) and _strip(value, spec, row):
+            moved = True
+            # An emptied object is dropped only when something was moved out of it, since
+            # rebuilding recreates exactly those; an object that arrived empty is kept.
+            if not value:
+                del obj[key]
+    return moved
+
+
+def record_to_row(record: dict[str, msgspec.Raw]) -> dict[str, Any]:
+    """One raw record to the source columns plus `extra_fields` (JSON text or None)."""
+    row: dict[str, Any] = {}
+    extras: dict[str, Any] = {}
+    for key, raw in record.items():
+        how, spec = _DISPATCH.get(key, _UNKNOWN)
+        if how == _STRING:  # the common case, kept free of calls: a string that is a string
+            value = _any.decode(raw)
+            if value.__class__ is str:
+                row[spec.name] = value
+                continue
+            col_value, exact = _convert(spec, value)
+            if col_value is not None:
+                row[spec.name] = col_value
+            if not exact:
+                extras[key] = raw
+        elif how == _BLOB:
+            text = bytes(raw)
+            if text == b"null":  # kept in extra_fields, so the column is null, not 'null'
+                extras[key] = raw
+            else:
+                row[spec.name] = text.decode()
+        elif how == _SCALAR:
+            col_value, exact = _convert(spec, _any.decode(raw))
+            if col_value is not None:
+                row[spec.name] = col_value
+            if not exact:
+                extras[key] = raw
+        elif how == _UNKNOWN[0]:
+            extras[key] = raw
+        else:
+            value = _any.decode(raw)
+            if not isinstance(value, dict):
+                extras[key] = raw
+            elif not _strip(value, spec, row) or value:
+                # Same rule as in _strip: drop the object only when emptied by the columns.
+                extras[key] = value
+    if "eventID" not in extras and str(row.get("event_id", "")).startswith(DERIVED_ID_PREFIX):
+        extras["eventID"] = record["eventID"]  # a real id that looks derived: keep it verbatim
+    if "event_id" not in row or "eventID" in extras:
+        row["event_id"] = _derived_id(record)
+    row["extra_fields"] = _encode(extras).decode() if extras else None
+    return row
+
+
+def _derived_id(record: dict[str, msgspec.Raw]) -> str:
+    # Hash the content, not the bytes: the same record pretty-printed or compacted (a
+    # re-formatted copy of a file) gets the same id, so it is still deduplicated.
+    canonical = _encode({k: _any.decode(v) for k, v in record.items()}, order="sorted")
+    return DERIVED_ID_PREFIX + hashlib.sha256(canonical).hexdigest()
+
+
+def parse_file(data: bytes, key: str = "") -> list[dict[str, Any]]:
+    """All rows of one delivery file, or BadObject naming why the file cannot be loaded."""
+    records = decode_envelope(decompress(data, key))
+    return [record_to_row(r) for r in records]
+
+
+def rebuild(row: dict[str, Any]) -> dict[str, Any]:
+    """The original CloudTrail record from a warehouse row (the inverse of record_to_row)."""
+    record: dict[str, Any] = {}
+    for col in COLUMNS:
+        if col.path is None:
+            continue
+        value = row.get(col.name)
+        if value is None:
+            continue
+        if col.name == "event_id" and str(value).startswith(DERIVED_ID_PREFIX):
+            continue
+        if col.kind == JSON:
+            value = _any.decode(value.encode() if isinstance(value, str) else value)
+        elif col.kind == MFA:
+            value = "true" if value else "false"
+        elif col.kind == TIME and not isinstance(value, str):
+            value = value.strftime("%Y-%m-%dT%H:%M:%SZ")
+        node = record
+        for part in col.path[:-1]:
+            node = node.setdefault(part, {})
+        node[col.path[-1]] = value
+    extras = row.get("extra_fields")
+    if extras:
+        _merge(record, _any.decode(extras.encode()))
+    return record
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> None:
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+
+
+# The C builder of columns (trailhouse/_fastjson.c). It applies record_to_row's rules to
+# the records that need no conversion (nearly all of them) and hands back the others, so
+# the two paths give the same rows; tests/include/ingest/test_fastjson.py compares them.
+_KINDS = {STR: 0, BOOL: 1, MFA: 2, TIME: 3, JSON: 4}
+
+
+def _index_tree(tree: dict[str, Any]) -> dict[str, Any]:
+    index = {c.name: i for i, c in enumerate(_SOURCE)}
+    return {k: index[v.name] if isinstance(v, Column) else _index_tree(v) for k, v in tree.items()}
+
+
+def column_builder() -> Any:
+    """A fresh C builder for SOURCE_COLUMNS + extra_fields, or None without the extension."""
+    if _fastjson is None:
+        return None
+    return _fastjson.Builder(
+        _index_tree(TREE), [_KINDS[c.kind] for c in _SOURCE], event_id_column=SOURCE_COLUMNS.index("event_id")
+    )
+
+
+def builder_table(builder: Any) -> pa.Table:
+    """The rows a builder holds, as Arrow (strings as large_string); the builder starts empty."""
+    rows, buffers = builder.finish()
+    arrays = []
+    for kind, (valid, *data) in zip([c.kind for c in _SOURCE] + [JSON], buffers, strict=True):
+        validity = pa.py_buffer(valid) if valid is not None else None
+        if kind in (BOOL, MFA):
+            arrays.append(pa.Array.from_buffers(pa.bool_(), rows, [validity, pa.py_buffer(data[0])]))
+        elif kind == TIME:  # int64 microseconds since the epoch (the builder takes canonical times only)
+            arrays.append(pa.Array.from_buffers(UTC_TS, rows, [validity, pa.py_buffer(data[0])]))
+        else:
+            offsets, text = data
+            arrays.append(pa.Array.from_buffers(pa.large_string(), rows, [validity, pa.py_buffer(offsets), pa.py_buffer(text)]))
+    return pa.Table.from_arrays(arrays, names=[*SOURCE_COLUMNS, "extra_fields"])

@@ -1,0 +1,161 @@
+"""One Airflow DAG per MAV YAML file: validate_access >> discover >> transform[batches] >> commit >> evaluate_rules >> notify."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from trailhouse import settings
+from trailhouse.config import ConfigError, Mav
+
+DOC = """
+### trailhouse MAV `{name}`
+
+{description}
+
+Reads CloudTrail from `{source}` ({accounts}) with the key pair in the Airflow connection
+`{conn}`, and loads new delivery files into the warehouse table `cloudtrail_events`.
+
+1. **validate_access** - the IAM user's permission report; fails when ListBucket/GetObject are missing.
+2. **discover** - lists the day folders of this interval plus {lookback} h of look-back, minus the ledger.
+3. **transform** - one mapped task per batch of keys: download, parse, stage (broken files quarantined).
+4. **commit** - merges the batches into the table on `event_id` and ledgers the keys.
+5. **evaluate_rules** - every enabled rule over the events this run committed; alerts stored deduplicated.
+6. **notify** - one message per recipient per run through the outbox (owners.yaml).
+"""
+
+
+def build_dag(mav: Mav, *, retries: int = 2) -> Any:
+    from airflow.sdk import DAG, CronDataIntervalTimetable, get_current_context, task
+
+    name = mav.name
+
+    with DAG(
+        dag_id=mav.dag_id,
+        # Interval semantics (start, end) on purpose: each run loads the files delivered in
+        # its own hour, so a retry or a backfill of that hour does the same work.
+        schedule=CronDataIntervalTimetable(mav.schedule, timezone="UTC"),
+        start_date=datetime.combine(mav.start_date, datetime.min.time(), tzinfo=UTC),
+        catchup=False,
+        max_active_runs=1,
+        tags=["trailhouse", "mav"],
+        doc_md=DOC.format(
+            name=name,
+            description=mav.description,
+            source=mav.source_label,
+            accounts=", ".join(mav.accounts) or "all accounts",
+            conn=mav.connection_id or "-",
+            lookback=mav.lookback_hours,
+        ),
+        default_args={"retries": retries, "retry_delay": timedelta(seconds=30), "retry_exponential_backoff": True},
+    ) as dag:
+
+        @task
+        def validate_access() -> dict[str, Any]:
+            from trailhouse.pipeline import steps as pipeline
+
+            return pipeline.guarded(name, get_current_context(), "validate_access", pipeline.validate, _mav(name))
+
+        @task
+        def discover(data_interval_start: Any = None, data_interval_end: Any = None, run_id: str | None = None) -> list[dict[str, Any]]:
+            from trailhouse.pipeline import steps as pipeline
+
+            return pipeline.guarded(name, get_current_context(), "discover", pipeline.discover_step, _mav(name), run_id,
+                                    data_interval_start, data_interval_end)
+
+        @task(map_index_template="{{ batch_label }}", max_active_tis_per_dagrun=8)
+        def transform(batch: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
+            from trailhouse.pipeline import steps as pipeline
+
+            get_current_context()["batch_label"] = pipeline.batch_label(batch)  # type: ignore[typeddict-unknown-key]
+            return pipeline.guarded(name, get_current_context(), "transform", pipeline.transform_step, _mav(name),
+                                    run_id, batch)
+
+        # none_failed: an interval with no new files maps zero transforms (skipped); the
+        # commit still runs so the run's figures are recorded.
+        @task(trigger_rule="none_failed")
+        def commit(results: Any = None, run_id: str | None = None) -> dict[str, Any]:
+            from trailhouse.pipeline import steps as pipeline
+
+            # One slice fetches every mapped result at once (iterating probes past the end).
+            return pipeline.guarded(name, get_current_context(), "commit", pipeline.commit_step, _mav(name), run_id,
+                                    list(results[:]) if results is not None else [])
+
+        @task
+        def evaluate_rules(run_id: str | None = None) -> dict[str, Any]:
+            from trailhouse.pipeline import steps as pipeline
+
+            return pipeline.guarded(name, get_current_context(), "evaluate_rules", pipeline.evaluate_step, _mav(name),
+                                    run_id)
+
+        @task
+        def notify(evaluation: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
+            from trailhouse.pipeline import steps as pipeline
+
+            return pipeline.guarded(name, get_current_context(), "notify", pipeline.notify_step, _mav(name), run_id,
+                                    evaluation["new_alerts"])
+
+        batches = discover()
+        validate_access() >> batches
+        committed = commit(transform.expand(batch=batches))
+        evaluation = evaluate_rules()
+        committed >> evaluation
+        notify(evaluation)
+    return dag
+
+
+def _mav(name: str) -> Mav:
+    from trailhouse.config import load_mav
+
+    return load_mav(settings.load().mav_dir, name)
+
+
+def build_maintenance_dag(names: list[str]) -> Any:
+    """Daily: per MAV, compaction of the recent partitions, retention and vacuum."""
+    from airflow.sdk import DAG, task
+
+    with DAG(
+        dag_id="trailhouse_maintenance",
+        schedule="30 3 * * *",
+        start_date=datetime(2026, 1, 1, tzinfo=UTC),
+        catchup=False,
+        max_active_runs=1,
+        tags=["trailhouse", "maintenance"],
+        doc_md="Daily housekeeping of every MAV: compaction of small files, retention, vacuum (`trailhouse maintain`).",
+        default_args={"retries": 2, "retry_delay": timedelta(minutes=5)},
+    ) as dag:
+
+        # One MAV at a time: compaction rewrites whole partitions, and two rewrites of the
+        # same day would only conflict and retry.
+        @task(max_active_tis_per_dag=1, map_index_template="{{ task.op_kwargs['name'] }}")
+        def maintain(name: str) -> dict[str, Any]:
+            from trailhouse.pipeline import maintenance
+
+            return maintenance.maintain(_mav(name))
+
+        maintain.expand(name=names)
+    return dag
+
+
+def build_all() -> dict[str, Any]:
+    """{dag_id: DAG} for every valid MAV file.
+
+    A broken file is logged with its problem and skipped: one typo must not stop the
+    other MAVs' hourly loads. `trailhouse mav list` shows the same problems.
+    """
+    import logging
+
+    from trailhouse.config import load_mav_file
+
+    dags: dict[str, Any] = {}
+    for path in sorted(settings.load().mav_dir.glob("*.yaml")):
+        try:
+            mav = load_mav_file(path)
+        except ConfigError as exc:
+            logging.getLogger(__name__).error("skipping MAV file: %s", exc)
+            continue
+        dags[mav.dag_id] = build_dag(mav)
+    if dags:
+        names = [dag_id.removeprefix("trailhouse_mav_") for dag_id in dags]
+        dags["trailhouse_maintenance"] = build_maintenance_dag(names)
+    return dags

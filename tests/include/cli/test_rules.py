@@ -1,0 +1,82 @@
+"""`trailhouse rules eval`, `rules test`, `users grant` and `alerts` as a rule author and responder use them."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from trailhouse.alerting import rules
+from trailhouse.cli import main as cli
+
+WORLD = {"eventName": "AuthorizeSecurityGroupIngress", "readOnly": False,
+         "requestParameters": {"ipPermissions": {"items": [{"ipRanges": {"items": [{"cidrIp": "0.0.0.0/0"}]}}]}}}
+FAIL = {"eventSource": "signin.amazonaws.com", "eventName": "ConsoleLogin", "eventType": "AwsConsoleSignIn",
+        "errorMessage": "Failed authentication", "responseElements": {"ConsoleLogin": "Failure"}}
+
+
+def _event(i: int, over: dict) -> dict:
+    rec = rules._merge(json.loads(json.dumps(rules.BASE_RECORD)), json.loads(json.dumps(over)))
+    rec["eventID"] = f"ev-{i}"
+    rec["eventTime"] = f"2026-11-20T10:0{i}:00Z"
+    return rec
+
+
+def test_rules_eval_on_a_delivery_file_and_json_lines(th_home: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    delivery = tmp_path / "x.json.gz"
+    delivery.write_bytes(gzip.compress(msgspec.json.encode({"Records": [_event(0, WORLD), _event(1, {})]})))
+    lines = tmp_path / "fails.jsonl"
+    lines.write_text("\n".join(json.dumps(_event(i, FAIL)) for i in range(2, 8)) + "\n")
+    assert cli.main(["rules", "eval", str(delivery), str(lines)]) == 0
+    out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    per_event = {o["event_id"]: o["rules"] for o in out if "event_id" in o}
+    assert "trailhouse.sg-open-to-world" in per_event["ev-0"]
+    assert per_event["ev-1"] == []
+    # Each failed login meets the threshold rule's condition; the crossing is its own line.
+    assert all("trailhouse.console-login-failures" in per_event[f"ev-{i}"] for i in range(2, 8))
+    crossed = [o for o in out if o.get("threshold_crossed") == "trailhouse.console-login-failures"]
+    assert crossed and set(crossed[0]["event_ids"]) <= {f"ev-{i}" for i in range(6, 8)}
+
+
+def test_rules_eval_on_a_json_array_of_events(th_home: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    # Stratus Red Team's detonation logs and console exports are JSON arrays of events.
+    listed = tmp_path / "detonation.json"
+    listed.write_text(json.dumps([_event(0, WORLD), _event(1, {})], indent=2))
+    assert cli.main(["rules", "eval", str(listed)]) == 0
+    per_event = {o["event_id"]: o["rules"] for o in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert "trailhouse.sg-open-to-world" in per_event["ev-0"] and per_event["ev-1"] == []
+    listed.write_text('[{"eventID": "a"}, 3]')
+    assert cli.main(["rules", "eval", str(listed)]) == 2
+    assert "event objects only" in capsys.readouterr().err
+
+
+def test_rules_eval_names_a_bad_line(th_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"eventID": "a"}\n{not json\n')
+    assert cli.main(["rules", "eval", str(bad)]) == 2
+    assert "bad.jsonl:2" in capsys.readouterr().err
+
+
+def test_rules_test_passes_on_the_builtin_packs(th_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["rules", "test"]) == 0
+    assert " 0 failed" in capsys.readouterr().out
+
+
+def test_owner_cannot_add_a_foreign_rule_from_the_cli(th_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["users", "grant", "olivia", "--owner", "111122223333"]) == 0
+    assert cli.main(["rules", "add", "--as", "olivia", "--id", "olivia-x", "--title", "x", "--severity", "low",
+                     "--condition", "event_name = 'DeleteBucket'", "--accounts", "111122223333,444455556666"]) == 2
+    assert "444455556666" in capsys.readouterr().err
+    assert cli.main(["rules", "add", "--as", "olivia", "--id", "olivia-x", "--title", "x", "--severity", "low",
+                     "--condition", "read_csv('/etc/passwd') IS NOT NULL", "--accounts", "111122223333"]) == 2
+    assert "read_csv" in capsys.readouterr().err
+    assert cli.main(["rules", "add", "--as", "olivia", "--id", "olivia-x", "--title", "x", "--severity", "low",
+                     "--condition", "event_name = 'DeleteBucket'", "--accounts", "111122223333"]) == 0
+    assert cli.main(["rules", "list", "--json"]) == 0
+    listed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert {"id": "olivia-x", "scope": "111122223333"}.items() <= next(r for r in listed if r["id"] == "olivia-x").items()

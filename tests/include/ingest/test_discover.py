@@ -1,0 +1,150 @@
+"""Incremental discovery: layouts, look-back, the ledger, late files, and LIST calls flat in history."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from trailhouse.config import Mav
+from trailhouse.db import appdb
+from trailhouse.dev import synth
+from trailhouse.ingest.discover import LayoutError, discover, make_batches
+from trailhouse.ingest.layout import KIND_LOG, parse_key
+from trailhouse.ingest.source import LocalSource, ObjectInfo, S3Source
+
+END_DAY = date(2026, 11, 20)
+# The run of the last hour of END_DAY: its window with 24 h look-back covers two day folders.
+START = datetime(2026, 11, 20, 23, tzinfo=UTC)
+END = START + timedelta(hours=1)
+
+
+def small_spec(**kw: object) -> synth.SynthSpec:
+    base = dict(seed=3, accounts=3, days=2, end=END_DAY, files_per_region_day=3, events_per_file=10,
+                regions=("us-east-1", "eu-west-1"))
+    base.update(kw)
+    return synth.SynthSpec(**base)  # type: ignore[arg-type]
+
+
+def log_keys_in_window(spec: synth.SynthSpec, mav: Mav) -> set[str]:
+    first = (START - timedelta(hours=mav.lookback_hours)).date()
+    keys = set()
+    for key, _ in synth.generate(spec):
+        p = parse_key(key)
+        assert p is not None
+        if p.kind == KIND_LOG and p.day >= first and p.delivered_at is not None and p.delivered_at < END:
+            keys.add(key)
+    return keys
+
+
+@pytest.fixture
+def eng(tmp_path: Path):  # noqa: ANN201
+    return appdb.engine(f"sqlite:///{tmp_path / 'app.db'}")
+
+
+def test_finds_every_log_file_of_both_layouts_and_routes_digests(tmp_path: Path, eng) -> None:  # noqa: ANN001
+    spec = small_spec()
+    synth.write_to_dir(spec, tmp_path / "bucket")
+    mav = Mav(name="t", path=str(tmp_path / "bucket"))
+    found = discover(LocalSource(tmp_path / "bucket"), eng, mav, START, END)
+    assert {o.key for o in found.new} == log_keys_in_window(spec, mav)
+    assert found.layouts == ["account", "organization"]
+    assert len(found.accounts) == 3
+    kinds = {kind for _, kind in found.routed}
+    assert kinds <= {"CloudTrail-Digest", "CloudTrail-Insight"} and "CloudTrail-Digest" in kinds
+    assert not any("/CloudTrail-Digest/" in o.key or "/CloudTrail-Insight/" in o.key for o in found.new)
+
+
+def test_ledger_subtracts_and_late_file_with_older_name_is_found(tmp_path: Path, eng) -> None:  # noqa: ANN001
+    spec = small_spec()
+    root = tmp_path / "bucket"
+    synth.write_to_dir(spec, root)
+    mav = Mav(name="t", path=str(root))
+    first = discover(LocalSource(root), eng, mav, START, END)
+    appdb.record_objects(eng, "t", "run1", [
+        {"key": o.key, "etag": o.etag, "size": o.size, "kind": KIND_LOG, "status": "loaded", "events": 1, "reason": ""}
+        for o in first.new
+    ])
+    # A file delivered late whose name sorts before files already loaded: a StartAfter
+    # marker would skip it; the ledger does not.
+    key, body = synth.late_file(spec, datetime(2026, 11, 20, 0, 10, tzinfo=UTC), account_index=1)
+    assert key < max(o.key for o in first.new if parse_key(o.key).account == parse_key(key).account)
+    (root / key).parent.mkdir(parents=True, exist_ok=True)
+    (root / key).write_bytes(body)
+    second = discover(LocalSource(root), eng, mav, START, END)
+    assert [o.key for o in second.new] == [key]
+    assert second.skipped == len(first.new)
+    assert second.found == len(first.new) + 1
+
+
+def test_quarantined_key_is_retried_only_when_its_content_changes(tmp_path: Path, eng) -> None:  # noqa: ANN001
+    root = tmp_path / "bucket"
+    synth.write_to_dir(small_spec(accounts=1), root)
+    mav = Mav(name="t", path=str(root))
+    objs = discover(LocalSource(root), eng, mav, START, END).new
+    bad = objs[0]
+    appdb.record_objects(eng, "t", "r1", [
+        {"key": o.key, "etag": o.etag, "size": o.size, "kind": KIND_LOG,
+         "status": "quarantined" if o is bad else "loaded", "events": 0, "reason": "x"} for o in objs
+    ])
+    assert discover(LocalSource(root), eng, mav, START, END).new == []
+    path = root / bad.key
+    path.write_bytes(path.read_bytes() + b"")  # same content, new mtime is not enough on its own
+    import os
+
+    os.utime(path, ns=(1, 1))
+    again = discover(LocalSource(root), eng, mav, START, END).new
+    assert [o.key for o in again] == [bad.key]
+
+
+def test_accounts_filter_and_files_from_the_future_are_left(tmp_path: Path, eng) -> None:  # noqa: ANN001
+    spec = small_spec()
+    root = tmp_path / "bucket"
+    synth.write_to_dir(spec, root)
+    accounts = synth.account_ids(spec)
+    mav = Mav(name="t", path=str(root), accounts=[accounts[0]])
+    early_end = START - timedelta(hours=12)
+    found = discover(LocalSource(root), eng, mav, early_end - timedelta(hours=1), early_end)
+    assert found.accounts == [accounts[0]]
+    assert found.new and all(parse_key(o.key).account == accounts[0] for o in found.new)
+    assert all(parse_key(o.key).delivered_at < early_end for o in found.new)
+
+
+def test_list_calls_do_not_grow_with_history(tmp_path: Path, eng) -> None:  # noqa: ANN001
+    mav_short = Mav(name="a", path=str(tmp_path / "short"))
+    mav_long = Mav(name="b", path=str(tmp_path / "long"))
+    synth.write_to_dir(small_spec(days=2, files_per_region_day=1, digests=False, insights=False), tmp_path / "short")
+    synth.write_to_dir(small_spec(days=40, files_per_region_day=1, digests=False, insights=False), tmp_path / "long")
+    short = discover(LocalSource(tmp_path / "short"), eng, mav_short, START, END)
+    long = discover(LocalSource(tmp_path / "long"), eng, mav_long, START, END)
+    assert short.list_calls == long.list_calls
+    assert len(short.new) == len(long.new)
+
+
+def test_s3_discovery_counts_list_calls(s3_admin, tmp_path: Path, eng) -> None:  # noqa: ANN001
+    spec = small_spec(accounts=2, prefix="org/trail/")
+    s3_admin.create_bucket(Bucket="disc-bucket")
+    synth.write_to_s3(spec, s3_admin, "disc-bucket")
+    mav = Mav(name="s", bucket="disc-bucket", prefix="org/trail")
+    source = S3Source(s3_admin, "disc-bucket")
+    found = discover(source, eng, mav, START, END)
+    assert {o.key for o in found.new} == log_keys_in_window(spec, mav)
+    streams = 2 * 2 * 3  # accounts x regions x kinds (log, digest, insight) at most
+    days = 2
+    assert found.list_calls <= 1 + 1 + 2 + 2 * 3 + streams * days
+    assert found.list_calls == source.list_calls
+
+
+def test_wrong_prefix_names_the_folders_it_saw(tmp_path: Path, eng) -> None:  # noqa: ANN001
+    root = tmp_path / "bucket"
+    synth.write_to_dir(small_spec(accounts=1, prefix="central/"), root)
+    with pytest.raises(LayoutError, match=r"central.*prefix"):
+        discover(LocalSource(root), eng, Mav(name="t", path=str(root)), START, END)
+
+
+def test_batches_bound_bytes_and_keep_every_key() -> None:
+    objs = [ObjectInfo(f"k{i:03}", "e", 10 + i) for i in range(100)]
+    batches = make_batches(objs, batch_bytes=300)
+    assert sorted(o.key for b in batches for o in b) == sorted(o.key for o in objs)
+    assert all(sum(o.size for o in b) <= 300 or len(b) == 1 for b in batches)
