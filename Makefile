@@ -19,8 +19,13 @@ $(STAMP): requirements.txt pyproject.toml setup.py include/trailhouse/ingest/_fa
 demo: venv
 	$(VENV)/bin/trailhouse demo
 
-test: venv browser
+test: venv browser typecheck
 	$(PY) -m pytest -m "not cluster" $(PYTEST_ARGS)
+
+# mypy over include/ (settings in pyproject.toml): part of make test and make lint.
+.PHONY: typecheck
+typecheck: venv
+	$(VENV)/bin/mypy
 
 # Debian's Chromium for the web UI's browser tests (tests/web/test_browser.py drives it with
 # Playwright; Playwright's own browser download cannot work here).
@@ -44,7 +49,7 @@ sanitize: venv
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	$(PY) tests/sanitize.py -q $(SANITIZE_TESTS)
 
-lint: venv
+lint: venv typecheck
 	$(VENV)/bin/ruff check include dags plugins tests
 
 # Benchmarks (docs/performance.md): make bench BENCH_ARGS="--events 200000 --query-events 2000000"

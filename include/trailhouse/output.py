@@ -25,12 +25,12 @@ def print_rows(cols: list[str], rows: list[tuple[Any, ...]], fmt: str = "table")
         w.writerow(cols)
         w.writerows([[cell(v) for v in r] for r in rows])
     else:
-        text = [[("" if v is None else str(cell(v))) for v in r] for r in rows]
+        text: list[list[str]] = [[("" if v is None else str(cell(v))) for v in r] for r in rows]
         widths = [max([len(c)] + [len(r[i]) for r in text]) for i, c in enumerate(cols)]
         print("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
         print("  ".join("-" * w for w in widths))
-        for r in text:
-            print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)))
+        for line in text:
+            print("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)))
         print(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
 
 

@@ -283,7 +283,7 @@ def _insert_once(conn: sa.Connection, row: dict[str, Any]) -> int:
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        stmt = pg_insert(table).values(row).on_conflict_do_nothing(constraint="uq_notification_once")
+        stmt: Any = pg_insert(table).values(row).on_conflict_do_nothing(constraint="uq_notification_once")
     elif dialect == "sqlite":
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 

@@ -133,7 +133,9 @@ class Lab:
                 "SELECT event_id FROM cloudtrail_events").fetchall()]
             eng = appdb.engine(cfg.app_db_url)
             with eng.connect() as conn:
-                alerts = {(r.rule_id, r.dedup_hash, r.count) for r in conn.execute(sa.select(appdb.alerts))}
+                a = appdb.alerts.c
+                # Row.count is tuple.count: the column must be selected by name.
+                alerts = {(rule, dedup, n) for rule, dedup, n in conn.execute(sa.select(a.rule_id, a.dedup_hash, a.count))}
             eng.dispose()
         return Snapshot(ids, alerts)
 

@@ -8,7 +8,7 @@ import gzip
 import hashlib
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +19,7 @@ import msgspec
 try:  # ISA-L is ~6x faster than zlib -6 for ~20% bigger files; only the bytes differ, never the JSON.
     from isal import igzip as _igzip
 except ImportError:  # pragma: no cover - isal is a declared dependency
-    _igzip = None
+    _igzip = None  # type: ignore[assignment]
 
 DEFAULT_BUCKET = "trailhouse-demo"
 DEFAULT_TRAIL = "org-trail"
@@ -177,8 +177,8 @@ class _Account:
     id: str
     root: str
     users: list[dict[str, Any]]
-    roles: list[tuple[str, str, str, tuple[str, ...]]]  # name, id, arn, session names
-    sso_roles: list[tuple[str, str, str, tuple[str, ...]]]
+    roles: Sequence[tuple[str, str, str, tuple[str, ...]]]  # name, id, arn, session names
+    sso_roles: Sequence[tuple[str, str, str, tuple[str, ...]]]
     ips: list[str]
     vpcs: list[str]
     subnets: list[str]
@@ -982,7 +982,7 @@ def _ev_run_instances(g: _Gen, t: int) -> dict[str, Any]:
     rng = g.rng
     a = g.acct
     iid = f"i-{_hexs(rng, 17)}"
-    req = {
+    req: dict[str, Any] = {
         "instancesSet": {"items": [{"imageId": rng.choice(a.amis), "minCount": 1, "maxCount": 1}]},
         "instanceType": rng.choice(("t3.micro", "m6i.large", "c7g.xlarge")),
         "blockDeviceMapping": {},
@@ -1204,7 +1204,7 @@ def _ev_authorize_sg(g: _Gen, t: int) -> dict[str, Any]:
     rng = g.rng
     sg = rng.choice(g.acct.sgs)
     open_world = rng.random() < 0.6
-    req = {"groupId": sg, "ipPermissions": _sg_perms(rng, open_world)}
+    req: dict[str, Any] = {"groupId": sg, "ipPermissions": _sg_perms(rng, open_world)}
     perm = req["ipPermissions"]["items"][0]
     rules = []
     # One rule per CIDR granted, echoing the request as EC2 does.
@@ -2048,7 +2048,7 @@ def _digests(
             f"{acct.root}CloudTrail-Digest/{region}/{t.tm_year:04d}/{t.tm_mon:02d}/{t.tm_mday:02d}/"
             f"{acct.id}_CloudTrail-Digest_{region}_{spec.trail_name}_{region}_{_stamp_s(end_ts)}.json.gz"
         )
-        doc = {
+        doc: dict[str, Any] = {
             "awsAccountId": acct.id,
             "digestStartTime": start,
             "digestEndTime": _iso(end_ts),

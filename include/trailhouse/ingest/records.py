@@ -15,14 +15,14 @@ import pyarrow as pa
 from trailhouse.warehouse.schema import BOOL, COLUMNS, JSON, MFA, STR, TIME, UTC_TS, Column
 
 try:  # the C builder (setup.py); without a compiler the pure-Python path below does it all
-    from trailhouse.ingest import _fastjson
+    import trailhouse.ingest._fastjson as _fastjson
 except ImportError:  # pragma: no cover - built by `pip install -e .`
-    _fastjson = None
+    _fastjson = None  # type: ignore[assignment]
 
 try:  # ISA-L inflates 2-3x faster than zlib; zlib stays as the fallback.
     from isal import igzip as _gzip
 except ImportError:  # pragma: no cover - isal is pinned in requirements.txt
-    _gzip = gzip  # type: ignore[assignment]
+    _gzip = gzip  # type: ignore[misc]
 
 CANONICAL_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 DERIVED_ID_PREFIX = "sha256:"
@@ -262,7 +262,7 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> None:
 # The C builder of columns (trailhouse/_fastjson.c). It applies record_to_row's rules to
 # the records that need no conversion (nearly all of them) and hands back the others, so
 # the two paths give the same rows; tests/include/ingest/test_fastjson.py compares them.
-_KINDS = {STR: 0, BOOL: 1, MFA: 2, TIME: 3, JSON: 4}
+_KINDS: dict[str | None, int] = {STR: 0, BOOL: 1, MFA: 2, TIME: 3, JSON: 4}
 
 
 def _index_tree(tree: dict[str, Any]) -> dict[str, Any]:

@@ -208,7 +208,8 @@ def transform_batch(
             built.clear()
         if pending:
             write(rows_to_frame(pending, accounts, days, keys, mav=mav, ingested_at=ingested_at).to_arrow().cast(ARROW_SCHEMA))
-            pending.clear(), accounts.clear(), days.clear(), keys.clear()
+            for column in (pending, accounts, days, keys):
+                column.clear()
 
     failures: list[str] = []
     try:

@@ -142,8 +142,8 @@ class IntegrityReport:
         for f in self.files:
             by_status[f.status] += 1
         by_kind = {k: 0 for k in FINDING_KINDS}
-        for f in self.findings:
-            by_kind[f.kind] += 1
+        for finding in self.findings:
+            by_kind[finding.kind] += 1
         return {
             "digests": self.digests,
             "chain_starts": self.chain_starts,

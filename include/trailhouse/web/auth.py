@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+from collections.abc import MutableMapping
 from typing import Any
 
 from anyio import to_thread
@@ -135,7 +136,7 @@ class SecurityHeaders:
             return
         static = render.route_path(scope).startswith(STATIC_PREFIX)
 
-        async def send_with_headers(message: dict[str, Any]) -> None:
+        async def send_with_headers(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 present = {k.lower() for k, _ in headers}

@@ -152,6 +152,7 @@ def preview(caller: Caller, condition: str, accounts: list[str], *, now: datetim
     start = end - timedelta(hours=PREVIEW_HOURS)
     requested = set(accounts)
     scope = caller.scope
+    allowed: set[str] | None
     if requested:
         allowed = requested if scope is None else requested & scope
         not_yours = sorted(requested - allowed)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, TypedDict
 
 from fastapi import Depends, Query
 
@@ -46,15 +46,25 @@ Page = Annotated[int, Query(ge=1, le=10_000, description="page number, from 1")]
 PageSize = Annotated[int, Query(ge=1, le=500, description="rows per page")]
 
 
+class AlertFilterValues(TypedDict):
+    """The alert list's filters, as `alerts.query` takes them."""
+
+    mav: str | None
+    account: str | None
+    rule: str | None
+    severity: str | None
+    status: str | None
+
+
 def alert_filter_params(
     mav: Text = None,
     account: Annotated[str | None, Query(max_length=12, pattern=r"^\d*$")] = None,
     rule: Text = None,
     severity: Text = None,
     status: Text = None,
-) -> dict[str, str | None]:
-    return {k: (v or None) for k, v in
-            {"mav": mav, "account": account, "rule": rule, "severity": severity, "status": status}.items()}
+) -> AlertFilterValues:
+    return AlertFilterValues(mav=mav or None, account=account or None, rule=rule or None, severity=severity or None,
+                             status=status or None)
 
 
-AlertFilters = Annotated[dict[str, str | None], Depends(alert_filter_params)]
+AlertFilters = Annotated[AlertFilterValues, Depends(alert_filter_params)]

@@ -10,7 +10,7 @@ connection = context.config.attributes.get("connection")
 if connection is None:  # `alembic` run by hand: connect with the configured URL
     from sqlalchemy import create_engine
 
-    with create_engine(context.config.get_main_option("sqlalchemy.url")).begin() as conn:
+    with create_engine(context.config.get_main_option("sqlalchemy.url") or "").begin() as conn:
         context.configure(connection=conn, target_metadata=metadata, version_table="trailhouse_alembic_version")
         with context.begin_transaction():
             context.run_migrations()

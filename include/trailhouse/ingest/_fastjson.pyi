@@ -1,0 +1,9 @@
+# Type stub of the C column builder (_fastjson.c); the docstrings there say what each returns.
+from typing import Any
+
+class Builder:
+    rows: int  # rows added since the last finish()
+    nbytes: int  # bytes held in the column buffers
+    def __init__(self, tree: dict[str, Any], kinds: list[int], *, event_id_column: int) -> None: ...
+    def add(self, text: bytes, /) -> tuple[int, list[int]] | None: ...
+    def finish(self) -> tuple[int, list[tuple[Any, ...]]]: ...
