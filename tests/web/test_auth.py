@@ -426,3 +426,20 @@ def test_airflow_api_server_mounts_the_plugin_and_its_tokens_work(airflow_server
     ours = next(p for p in plugins if p["name"] == "trailhouse")
     assert {"href": "/trailhouse/", "destination": "nav"}.items() <= ours["external_views"][0].items()
     assert ours["fastapi_apps"][0]["url_prefix"] == "/trailhouse"
+
+
+def test_coverage_page_shows_the_matrix_to_both_roles(client: Any, auth: Any) -> None:
+    from trailhouse.alerting import coverage, rulebook
+    from trailhouse.web import data
+
+    cov = coverage.coverage(rulebook.all_rules(data.engine()))
+    covered = [c for c in cov.cells if c.rules]
+    for user in ("ada", "olivia"):
+        page = client.get(f"{MOUNT}/coverage", headers=auth(user))
+        assert page.status_code == 200
+        assert f"{cov.counts()['tested']} tested" in page.text
+        for cell in covered:  # every covered technique, with the rules behind it, links to them
+            assert cell.technique in page.text and f"/rules/{cell.rules[0]}" in page.text
+    only = client.get(f"{MOUNT}/coverage?covered=true", headers=auth("ada")).text
+    uncovered = [c.technique for c in cov.cells if not c.rules and c.technique not in {x.technique for x in covered}]
+    assert uncovered and not any(f">{t}<" in only for t in uncovered)

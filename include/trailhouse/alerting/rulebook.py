@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import sqlalchemy as sa
 
 from trailhouse.alerting.roles import Actor, Forbidden
-from trailhouse.alerting.rules import ID_RE, SEVERITIES, Dedup, Rule, builtin_rules, validate_condition
+from trailhouse.alerting.rules import (
+    DEFAULT_DEDUP_MINUTES,
+    ID_RE,
+    SEVERITIES,
+    Dedup,
+    Rule,
+    builtin_rules,
+    validate_condition,
+)
 from trailhouse.db import appdb
 
 
@@ -21,13 +30,18 @@ def all_rules(eng: sa.Engine, *, enabled_only: bool = False) -> list[Rule]:
     return [r for r in rules if r.enabled] if enabled_only else rules
 
 
+# Fields of a custom rule kept whole in the `spec` JSON column (as a rule file holds them).
+SPEC_FIELDS = ("attack", "references", "tags", "runbook", "tests", "origin")
+
+
 def _from_row(row: dict[str, Any]) -> Rule:
     fields = [f for f in row["dedup_fields"].split(",") if f] or ["account_id", "principal"]
+    spec = json.loads(row["spec"]) if row.get("spec") else {}
     return Rule(
         id=row["id"], title=row["title"], description=row["description"], severity=row["severity"],
         condition=row["condition"], scope_accounts=[a for a in row["scope_accounts"].split(",") if a],
         dedup=Dedup(fields=fields, period_minutes=row["dedup_period_minutes"]), owner=row["owner"],
-        enabled=bool(row["enabled"]), builtin=False,
+        enabled=bool(row["enabled"]), builtin=False, **{k: v for k, v in spec.items() if k in SPEC_FIELDS},
     )
 
 
@@ -47,8 +61,15 @@ def _check_scope(actor: Actor, scope: list[str]) -> list[str]:
 
 def create_rule(eng: sa.Engine, actor: Actor, *, rule_id: str, title: str, condition: str, severity: str,
                 accounts: list[str], description: str = "", dedup_fields: list[str] | None = None,
-                dedup_period_minutes: int = 60) -> Rule:
-    """Save a custom rule after checking its condition and the actor's right to its scope."""
+                dedup_period_minutes: int = DEFAULT_DEDUP_MINUTES, spec: dict[str, Any] | None = None) -> Rule:
+    """Save a custom rule after checking its condition and the actor's right to its scope.
+
+    `spec` carries the SPEC_FIELDS a rule file would (ATT&CK, references, tags, runbook,
+    examples, origin), checked by the same model as built-in rules.
+    """
+    spec = {k: v for k, v in (spec or {}).items() if v not in (None, "", [], {})}
+    if set(spec) - set(SPEC_FIELDS):
+        raise ValueError(f"unknown rule fields {sorted(set(spec) - set(SPEC_FIELDS))}")
     if not ID_RE.match(rule_id) or rule_id.startswith(("cis.", "trailhouse.")):
         raise ValueError("custom rule ids are lower-case letters, digits, '.', '-' and may not start with "
                          "'cis.' or 'trailhouse.' (the built-in packs)")
@@ -58,7 +79,8 @@ def create_rule(eng: sa.Engine, actor: Actor, *, rule_id: str, title: str, condi
     condition = validate_condition(condition)
     rule = Rule(id=rule_id, title=title, description=description, severity=severity,  # type: ignore[arg-type]
                 condition=condition, scope_accounts=scope, owner=actor.username, builtin=False,
-                dedup=Dedup(fields=dedup_fields or ["account_id", "principal"], period_minutes=dedup_period_minutes))
+                dedup=Dedup(fields=dedup_fields or ["account_id", "principal"], period_minutes=dedup_period_minutes),
+                **spec)
     now = appdb.now()
     with eng.begin() as conn:
         if conn.execute(sa.select(appdb.custom_rules.c.id).where(appdb.custom_rules.c.id == rule_id)).first():
@@ -68,6 +90,7 @@ def create_rule(eng: sa.Engine, actor: Actor, *, rule_id: str, title: str, condi
             scope_accounts=",".join(scope), dedup_fields=",".join(rule.dedup.fields),
             dedup_period_minutes=dedup_period_minutes, owner=actor.username, enabled=True,
             created_at=now, updated_at=now, updated_by=actor.username,
+            spec=json.dumps(rule.model_dump(mode="json", include=set(spec))) if spec else None,
         ))
     return rule
 

@@ -43,10 +43,14 @@ class Threshold(BaseModel):
     group_by: list[str] = Field(default_factory=lambda: ["account_id", "source_ip_address"])
 
 
+# One alert per rule, account and principal per period unless a rule says otherwise.
+DEFAULT_DEDUP_MINUTES = 60
+
+
 class Dedup(BaseModel):
     model_config = ConfigDict(extra="forbid")
     fields: list[str] = Field(default_factory=lambda: ["account_id", "principal"])
-    period_minutes: int = Field(default=60, ge=1)
+    period_minutes: int = Field(default=DEFAULT_DEDUP_MINUTES, ge=1)
 
 
 class Exclusions(BaseModel):
@@ -106,6 +110,7 @@ class Rule(BaseModel):
     scope_accounts: list[str] = Field(default_factory=list)  # empty: every account
     owner: str | None = None
     builtin: bool = True
+    origin: str = ""  # where an imported rule came from, e.g. "sigma:<id> (<file>)"
     tests: Examples = Field(default_factory=Examples)
 
     @field_validator("id")

@@ -47,6 +47,17 @@ def register(sub: Any) -> None:
         p.add_argument("id")
         p.add_argument("--as", dest="actor", required=True)
         p.set_defaults(func=cmd_rules_switch, action=name)
+    cov = rules.add_parser("coverage", help="the ATT&CK tactic x technique matrix with the rules behind each cell")
+    cov.add_argument("--navigator", type=Path, metavar="FILE", help="also write an ATT&CK Navigator layer (JSON)")
+    cov.add_argument("--covered", action="store_true", help="only techniques some rule detects")
+    cov.add_argument("--json", action="store_true")
+    cov.set_defaults(func=cmd_rules_coverage)
+    new = rules.add_parser("new", help="write a built-in rule skeleton (sql/rules/ID.yaml) that passes its own examples")
+    new.add_argument("id", help="trailhouse.<kebab-name>")
+    new.add_argument("--event-source", default="ec2.amazonaws.com", help="the service (default ec2.amazonaws.com)")
+    new.add_argument("--event-name", default="ModifyInstanceAttribute", help="the API call to detect")
+    new.add_argument("--dir", type=Path, default=None, help="where to write it (default: sql/rules)")
+    new.set_defaults(func=cmd_rules_new)
 
 
 def cmd_rules_list(args: argparse.Namespace) -> int:
@@ -183,4 +194,77 @@ def cmd_rules_switch(args: argparse.Namespace) -> int:
     else:
         rulebook.set_enabled(context.engine(), actor, args.id, args.action == "enable")
     print(f"rule {args.id}: {args.action}d")
+    return 0
+
+
+def cmd_rules_coverage(args: argparse.Namespace) -> int:
+    from trailhouse.alerting import coverage, rulebook
+
+    rules = rulebook.all_rules(context.engine())
+    cov = coverage.coverage(rules)
+    counts = cov.counts()
+    if args.navigator:
+        args.navigator.write_text(json.dumps(coverage.navigator_layer(cov), indent=2) + "\n")
+    if args.json:
+        print(json.dumps({"counts": counts, "cells": [
+            {"tactic": c.tactic, "technique": c.technique, "name": c.name, "status": c.status, "rules": c.rules}
+            for c in cov.cells if c.rules or not args.covered]}, indent=2))
+        return 0
+    print(f"ATT&CK coverage of {len(rules)} rules: {counts[coverage.TESTED]} techniques tested (a real log in the "
+          f"suite fires them), {counts[coverage.RULE_ONLY]} rule only, {counts[coverage.NONE]} none")
+    for short, name, cells in cov.by_tactic():
+        shown = [c for c in cells if c.rules or not args.covered]
+        if not shown:
+            continue
+        print(f"\n{name} ({short})")
+        for c in shown:
+            print(f"  {c.technique:10} {c.name[:58]:58} {c.status:9}  {', '.join(c.rules) or '-'}")
+    if args.navigator:
+        print(f"\nATT&CK Navigator layer written to {args.navigator}")
+    return 0
+
+
+RULE_SKELETON = """\
+id: {id}
+title: {event_name} called  # TODO: what happened, in a few words
+description: |
+  TODO: what this means, why it matters, what is excluded and why.
+severity: medium  # info | low | medium | high | critical: high only for what is very likely malicious
+references:
+  - https://docs.aws.amazon.com/  # TODO: the API reference of {event_name}
+tags: []
+attack:  # tactic shortname + technique id from include/trailhouse/alerting/attack.py
+  - {{tactic: defense-evasion, technique: T1562}}
+runbook: |
+  TODO: what an analyst checks next when it fires.
+condition: |
+  event_source = '{event_source}'
+  AND event_name_base = '{event_name}'
+  AND error_code IS NULL
+tests:
+  positive:
+    - name: {event_name} succeeds
+      event: {{eventSource: {event_source}, eventName: {event_name}, readOnly: false}}
+  negative:
+    - name: {event_name} refused
+      event: {{eventSource: {event_source}, eventName: {event_name}, readOnly: false, errorCode: AccessDenied}}
+"""
+
+
+def cmd_rules_new(args: argparse.Namespace) -> int:
+    from trailhouse.alerting import rules
+
+    if not args.id.startswith("trailhouse.") or not rules.ID_RE.match(args.id):
+        raise ValueError("built-in rule ids are trailhouse.<kebab-name>: lower-case letters, digits, '.' and '-'")
+    folder = args.dir or rules.RULES_DIR
+    path = folder / f"{args.id}.yaml"
+    if path.exists():
+        raise ValueError(f"{path} exists already: edit it, or pick another id")
+    folder.mkdir(parents=True, exist_ok=True)
+    path.write_text(RULE_SKELETON.format(id=args.id, event_source=args.event_source, event_name=args.event_name))
+    rule = rules.load_rule_file(path)  # the skeleton is a valid rule...
+    failing = [r.example for r in rules.test_rule(rule) if not r.ok]  # ...that passes its own examples
+    if failing:
+        raise ValueError(f"{path}: the skeleton's examples fail ({failing}): check --event-source/--event-name")
+    print(f"wrote {path}: fill in the TODOs, then run `trailhouse rules test {args.id}`")
     return 0

@@ -223,6 +223,8 @@ custom_rules = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_by", sa.String(256), nullable=False),
+    # JSON: attack, references, tags, runbook, tests, origin (see rulebook.SPEC_FIELDS)
+    sa.Column("spec", sa.Text, nullable=True),
 )
 
 rule_switches = sa.Table(

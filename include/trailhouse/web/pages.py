@@ -179,6 +179,19 @@ def _preview_or_problem(caller: Any, values: dict[str, str]) -> tuple[data.Previ
         return None, f"Preview not possible: {exc}", 400
 
 
+@router.get("/coverage", summary="ATT&CK coverage: tactics x techniques with the rules behind each cell")
+def coverage_page(request: Request, caller: CallerDep, covered: bool = False) -> Response:
+    from trailhouse.alerting import coverage
+
+    in_force = data.rules_in_force(data.engine())
+    cov = coverage.coverage(in_force)
+    tactics = [(short, name, [c for c in cells if c.rules or not covered]) for short, name, cells in cov.by_tactic()]
+    return render.page(request, "coverage.html", {
+        "title": "ATT&CK coverage", "section": "coverage", "tactics": [t for t in tactics if t[2]],
+        "counts": cov.counts(), "rule_count": len(in_force), "covered": covered,
+    })
+
+
 @router.get("/rules/new", summary="Form: a new custom rule")
 def new_rule_page(request: Request, caller: CallerDep) -> Response:
     values = {"rule_id": "", "title": "", "severity": "medium", "condition": "", "description": "",

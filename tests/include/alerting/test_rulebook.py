@@ -99,3 +99,23 @@ def test_scope_is_enforced_at_evaluation_not_trusted_from_the_condition(eng) -> 
 def test_no_role_no_access(eng) -> None:  # noqa: ANN001
     with pytest.raises(Forbidden, match="users grant mallory"):
         actor(eng, "mallory")
+
+
+def test_a_custom_rule_keeps_its_attack_mapping_examples_and_origin(eng) -> None:  # noqa: ANN001
+    grant(eng, "ada", admin=True)
+    spec = {"attack": [{"tactic": "defense-evasion", "technique": "T1562.008"}], "tags": ["logging"],
+            "references": ["https://example.org/rule"], "runbook": "Check who stopped the trail.",
+            "origin": "sigma:0f1e (trail.yml)",
+            "tests": {"positive": [{"name": "stop", "event": {"eventSource": "cloudtrail.amazonaws.com",
+                                                               "eventName": "StopLogging"}}],
+                      "negative": [{"name": "start", "event": {"eventSource": "cloudtrail.amazonaws.com",
+                                                                "eventName": "StartLogging"}}]}}
+    rulebook.create_rule(eng, actor(eng, "ada"), rule_id="sigma.trail-stopped", title="Trail stopped",
+                         condition="event_name = 'StopLogging'", severity="high", accounts=[], spec=spec)
+    (stored,) = [r for r in rulebook.all_rules(eng) if r.id == "sigma.trail-stopped"]
+    assert [(a.tactic, a.technique) for a in stored.attack] == [("defense-evasion", "T1562.008")]
+    assert stored.origin == "sigma:0f1e (trail.yml)" and stored.runbook and stored.tags == ["logging"]
+    assert [r.ok for r in rules.test_rule(stored)] == [True, True]
+    with pytest.raises(ValueError, match="T9999"):
+        rulebook.create_rule(eng, actor(eng, "ada"), rule_id="sigma.bad", title="x", condition="error_code IS NOT NULL",
+                             severity="low", accounts=[], spec={"attack": [{"tactic": "impact", "technique": "T9999"}]})

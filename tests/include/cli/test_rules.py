@@ -80,3 +80,42 @@ def test_owner_cannot_add_a_foreign_rule_from_the_cli(th_home: Path, capsys: pyt
     assert cli.main(["rules", "list", "--json"]) == 0
     listed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert {"id": "olivia-x", "scope": "111122223333"}.items() <= next(r for r in listed if r["id"] == "olivia-x").items()
+
+
+def test_rules_coverage_prints_the_matrix_and_writes_a_navigator_layer(th_home: Path, tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from trailhouse.alerting import attack, coverage
+
+    layer_path = tmp_path / "layer.json"
+    assert cli.main(["rules", "coverage", "--navigator", str(layer_path)]) == 0
+    out = capsys.readouterr().out
+    cov = coverage.coverage(rules.builtin_rules())
+    counts = cov.counts()
+    assert f"{counts['tested']} techniques tested" in out and f"{counts['none']} none" in out
+    for cell in cov.cells:
+        if cell.rules:  # each covered cell is printed with its rules
+            assert any(cell.technique in line and cell.rules[0] in line for line in out.splitlines())
+    layer = json.loads(layer_path.read_text())
+    assert layer["domain"] == "enterprise-attack"
+    assert {(t["techniqueID"], t["tactic"]) for t in layer["techniques"]} == {
+        (c.technique, c.tactic) for c in cov.cells if c.rules}
+    for t in layer["techniques"]:
+        assert t["tactic"] in attack.TECHNIQUES[t["techniqueID"]][1]
+    assert cli.main(["rules", "coverage", "--json", "--covered"]) == 0
+    cells = json.loads(capsys.readouterr().out)["cells"]
+    assert all(c["rules"] for c in cells)
+
+
+def test_rules_new_writes_a_skeleton_that_passes_its_examples(th_home: Path, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["rules", "new", "trailhouse.my-first-rule", "--dir", str(tmp_path),
+                     "--event-source", "iam.amazonaws.com", "--event-name", "CreateUser"]) == 0
+    path = tmp_path / "trailhouse.my-first-rule.yaml"
+    rule = rules.load_rule_file(path)
+    assert rule.condition.count("CreateUser") == 1 and "iam.amazonaws.com" in rule.condition
+    results = rules.test_rule(rule)
+    assert [r.expected for r in results] == [True, False] and all(r.ok for r in results)
+    assert cli.main(["rules", "new", "trailhouse.my-first-rule", "--dir", str(tmp_path)]) == 2
+    assert "exists already" in capsys.readouterr().err
+    assert cli.main(["rules", "new", "mine.rule", "--dir", str(tmp_path)]) == 2
+    assert "trailhouse.<kebab-name>" in capsys.readouterr().err
