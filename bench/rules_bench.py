@@ -28,10 +28,23 @@ def evaluate_all(uri: str) -> dict[str, Any]:
         t2 = time.perf_counter()
         con.close()
         runs.append({"connect_s": t1 - t0, "evaluate_s": t2 - t1, "matches": len(result.matches),
-                     "errors": result.errors})
+                     "errors": result.errors, "noise": noise(result.matches)})
     runs.sort(key=lambda r: r["connect_s"] + r["evaluate_s"])
     mid = runs[len(runs) // 2]
     return {"events": events.num_rows, "rules": [r.id for r in builtin], **mid, "runs": runs}
+
+
+def noise(matches: list[Any]) -> dict[str, dict[str, int]]:
+    """Per rule: matched events and the alerts they make after dedup (distinct dedup keys)."""
+    out: dict[str, dict[str, Any]] = {}
+    for m in matches:
+        entry = out.setdefault(m.rule.id, {"events": 0, "keys": set()})
+        entry["events"] += 1
+        entry["keys"].add(m.dedup_hash)
+    return {rid: {"events": e["events"], "alerts": len(e["keys"])} for rid, e in out.items()}
+
+
+NOISIEST = 15
 
 
 def report(res: dict[str, Any], rss: int, sheet: Sheet) -> None:
@@ -43,4 +56,12 @@ def report(res: dict[str, Any], rss: int, sheet: Sheet) -> None:
                    f"median of {REPEATS}" + (f"; ERRORS {res['errors']}" if res["errors"] else ""))
     sheet.add(s, "rules, per million events", total * per_m, "s/M events")
     sheet.add(s, "rules process peak RSS", rss / MIB, "MiB", note="includes the events table in Arrow")
+    per_10k = 10_000 / res["events"]
+    by_rule = res["noise"]
+    alerts = sum(r["alerts"] for r in by_rule.values())
+    sheet.add(s, "alerts per 10,000 events, all rules", alerts * per_10k, "alerts",
+              note=f"{alerts:,} alerts after dedup from {res['matches']:,} matches; {len(by_rule)} rules fired")
+    for rule_id, r in sorted(by_rule.items(), key=lambda kv: -kv[1]["alerts"])[:NOISIEST]:
+        sheet.add(s, f"alerts per 10,000 events: {rule_id}", r["alerts"] * per_10k, "alerts",
+                  note=f"{r['alerts']:,} alerts for {r['events']:,} events")
     sheet.details["rules"] = res
