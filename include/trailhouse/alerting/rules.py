@@ -43,8 +43,10 @@ class Threshold(BaseModel):
     group_by: list[str] = Field(default_factory=lambda: ["account_id", "source_ip_address"])
 
 
-# One alert per rule, account and principal per period unless a rule says otherwise.
-DEFAULT_DEDUP_MINUTES = 60
+# One alert per rule, account and principal per UTC day unless a rule says otherwise: what a
+# person reads is "who did this, where, today" with the exact event count, not one alert
+# per event. A rule for which every event is news sets a shorter period.
+DEFAULT_DEDUP_MINUTES = 24 * 60
 
 
 class Dedup(BaseModel):
