@@ -52,6 +52,12 @@ def register(sub: Any) -> None:
     cov.add_argument("--covered", action="store_true", help="only techniques some rule detects")
     cov.add_argument("--json", action="store_true")
     cov.set_defaults(func=cmd_rules_coverage)
+    sig = rules.add_parser("import-sigma", help="convert Sigma rules (aws/cloudtrail) into trailhouse rules")
+    sig.add_argument("paths", nargs="+", type=Path, help="Sigma .yml files or folders of them")
+    sig.add_argument("--as", dest="actor", help="store them as custom rules of this user (Airflow user name)")
+    sig.add_argument("--accounts", default="", help="comma-separated account ids to scope them to (owners: required)")
+    sig.add_argument("--out", type=Path, metavar="DIR", help="write rule files to DIR instead of storing them")
+    sig.set_defaults(func=cmd_rules_import_sigma)
     new = rules.add_parser("new", help="write a built-in rule skeleton (sql/rules/ID.yaml) that passes its own examples")
     new.add_argument("id", help="trailhouse.<kebab-name>")
     new.add_argument("--event-source", default="ec2.amazonaws.com", help="the service (default ec2.amazonaws.com)")
@@ -268,3 +274,38 @@ def cmd_rules_new(args: argparse.Namespace) -> int:
         raise ValueError(f"{path}: the skeleton's examples fail ({failing}): check --event-source/--event-name")
     print(f"wrote {path}: fill in the TODOs, then run `trailhouse rules test {args.id}`")
     return 0
+
+
+def cmd_rules_import_sigma(args: argparse.Namespace) -> int:
+    from trailhouse.alerting import rulebook, sigma
+
+    if bool(args.out) == bool(args.actor):
+        raise ValueError("say where the rules go: --as USER (stored as that user's custom rules) or --out DIR")
+    result = sigma.convert_paths(args.paths)
+    for where, reason in result.refused:
+        print(f"refused {where}: {reason}", file=sys.stderr)
+    stored: list[str] = []
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        for rule in result.rules:
+            (args.out / f"{rule.id}.yaml").write_text(sigma.rule_yaml(rule))
+            stored.append(rule.id)
+    else:
+        actor = context.actor(args.actor)
+        for rule in result.rules:
+            try:
+                rulebook.create_rule(
+                    context.engine(), actor, rule_id=rule.id, title=rule.title, condition=rule.condition,
+                    severity=rule.severity, accounts=context.accounts_arg(args.accounts),
+                    description=rule.description, dedup_fields=rule.dedup.fields,
+                    dedup_period_minutes=rule.dedup.period_minutes,
+                    spec=rule.model_dump(include=set(rulebook.SPEC_FIELDS)))
+            except ValueError as exc:  # an id taken by an earlier import: say so, import the rest
+                print(f"refused {rule.id}: {exc}", file=sys.stderr)
+                continue
+            stored.append(rule.id)
+    where = f"written to {args.out}" if args.out else f"stored as custom rules of {args.actor}"
+    print(f"{len(stored)} Sigma rules {where}, {len(result.refused)} refused")
+    for rule_id in stored:
+        print(f"  {rule_id}")
+    return 1 if result.refused or len(stored) < len(result.rules) else 0
