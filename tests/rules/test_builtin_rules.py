@@ -228,11 +228,6 @@ def test_fires_on_the_real_logs_it_names(rule: Rule, name: str) -> None:
 PENDING = {
     "aws.credential-access.ec2-get-password-data",
     "aws.credential-access.ec2-steal-instance-credentials",
-    "aws.defense-evasion.cloudtrail-delete",
-    "aws.defense-evasion.cloudtrail-event-selectors",
-    "aws.defense-evasion.cloudtrail-stop",
-    "aws.defense-evasion.dns-delete-logs",
-    "aws.defense-evasion.vpc-remove-flow-logs",
     "aws.discovery.ec2-download-user-data",
     "aws.execution.ec2-launch-unusual-instances",
     "aws.execution.ec2-user-data",
