@@ -198,13 +198,16 @@ GENERIC = {"cis.unauthorized-api-calls", "trailhouse.access-denied-storm", "cis.
 
 
 def corpus_records(path: Path) -> list[dict]:
-    """Records of one corpus file: a JSON list, a delivery file ({"Records": [...]}) or JSON lines."""
+    """Records of one corpus file: a JSON list, a delivery file ({"Records": [...]}), one bare
+    record (traildiscover's samples) or JSON lines."""
     text = path.read_text()
     try:
         data = json.loads(text)
     except json.JSONDecodeError:
         return [json.loads(line) for line in text.splitlines() if line.strip()]
-    return data["Records"] if isinstance(data, dict) else data
+    if isinstance(data, dict):
+        return data["Records"] if "Records" in data else [data]
+    return data
 
 
 CORPUS_CASES = [(r, f) for r in RULES for f in r.tests.corpus]
@@ -234,7 +237,6 @@ PENDING = {
     "aws.exfiltration.ec2-security-group-open-port-22-ingress",
     "aws.exfiltration.ec2-share-ami",
     "aws.exfiltration.ec2-share-ebs-snapshot",
-    "aws.exfiltration.rds-share-snapshot",
     "aws.lateral-movement.ec2-instance-connect",
     "aws.lateral-movement.ec2-serial-console-send-ssh-public-key",
 }
