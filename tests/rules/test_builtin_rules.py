@@ -72,6 +72,8 @@ def test_rule_is_well_formed(rule: Rule) -> None:
     assert rule.title.strip(), f"{rule.id}: empty title"
     assert rule.description.strip(), f"{rule.id}: empty description"
     assert rule.severity in SEVERITIES
+    assert rule.attack, f"{rule.id}: names no ATT&CK technique (attack:)"
+    assert rule.runbook.strip(), f"{rule.id}: no runbook (what to check next)"
     assert rule.tests.positive, f"{rule.id}: no positive example"
     assert rule.tests.negative, f"{rule.id}: no negative example"
     names = [e.name for e in (*rule.tests.positive, *rule.tests.negative)]
@@ -226,28 +228,7 @@ def test_fires_on_the_real_logs_it_names(rule: Rule, name: str) -> None:
     assert ev.matches, f"{rule.id} does not fire on {name}"
 
 
-# Techniques whose rules are still being written (issue 11). Each is a strict xfail: the
-# day a rule names its log, the test passes, fails as XPASS, and the entry must go.
-PENDING = {
-    "aws.credential-access.ec2-get-password-data",
-    "aws.credential-access.ec2-steal-instance-credentials",
-    "aws.discovery.ec2-download-user-data",
-    "aws.execution.ec2-launch-unusual-instances",
-    "aws.execution.ec2-user-data",
-    "aws.exfiltration.ec2-security-group-open-port-22-ingress",
-    "aws.exfiltration.ec2-share-ami",
-    "aws.exfiltration.ec2-share-ebs-snapshot",
-    "aws.lateral-movement.ec2-instance-connect",
-    "aws.lateral-movement.ec2-serial-console-send-ssh-public-key",
-}
-
-
-def _stratus_cases() -> list:
-    return [pytest.param(p, id=p.stem, marks=[pytest.mark.xfail(strict=True, reason="rule not written yet")]
-                         if p.stem in PENDING else []) for p in sorted(STRATUS.glob("*.json"))]
-
-
-@pytest.mark.parametrize("path", _stratus_cases())
+@pytest.mark.parametrize("path", sorted(STRATUS.glob("*.json")), ids=lambda p: p.stem)
 def test_every_stratus_technique_fires_a_rule_specific_to_it(path: Path) -> None:
     name = str(path.relative_to(CORPORA))
     specific = [r.id for r in RULES if name in r.tests.corpus and r.id not in GENERIC]

@@ -9,7 +9,9 @@ import pytest
 from trailhouse.alerting import alerts, rules
 from trailhouse.db import appdb
 
-RULE = next(r for r in rules.builtin_rules() if r.id == "trailhouse.sg-open-to-world")
+# A built-in rule with an hourly window, so that one test day holds several periods.
+RULE = next(r for r in rules.builtin_rules() if r.id == "trailhouse.sg-open-to-world").model_copy(
+    update={"dedup": rules.Dedup(fields=["account_id", "principal"], period_minutes=60)})
 WORLD = {"eventName": "AuthorizeSecurityGroupIngress", "readOnly": False,
          "requestParameters": {"ipPermissions": {"items": [{"ipRanges": {"items": [{"cidrIp": "0.0.0.0/0"}]}}]}}}
 
