@@ -12,7 +12,7 @@ from pathlib import Path
 from trailhouse.dev import faultsuite
 from trailhouse.faults import POINTS
 
-QUICK = ("transform.after_download", "commit.after_merge", "evaluate.after_store", "notify.after_send")
+QUICK = ("transform.after_download", "commit.after_delta_commit", "evaluate.after_store", "notify.after_send")
 
 
 def test_killed_runs_retry_to_the_fault_free_result(tmp_path: Path) -> None:

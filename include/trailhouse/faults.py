@@ -11,8 +11,8 @@ from trailhouse import settings
 POINTS = (
     "transform.after_download",  # an object fetched, nothing parsed or staged
     "transform.before_stage",  # rows parsed, the staged Parquet file not yet closed
-    "commit.before_merge",  # staged files complete, the Delta table untouched
-    "commit.after_merge",  # events committed to the table, keys not yet in the ledger
+    "commit.before_delta_commit",  # staged files complete, the Delta table untouched
+    "commit.after_delta_commit",  # events committed to the table, keys not yet in the ledger
     "commit.after_ledger",  # ledger written, the run's figures not yet
     "evaluate.after_store",  # alerts stored, the task's result not yet returned
     "notify.after_plan",  # outbox rows planned, nothing sent

@@ -163,8 +163,8 @@ def compare(base: Snapshot, got: Snapshot, base_msgs: list[tuple[str, str]], msg
 WHAT = {
     "transform.after_download": "killed while downloading a batch",
     "transform.before_stage": "killed after parsing, before the staged file was written",
-    "commit.before_merge": "killed before the Delta commit",
-    "commit.after_merge": "killed after the Delta commit, before the ledger write",
+    "commit.before_delta_commit": "killed before the Delta commit",
+    "commit.after_delta_commit": "killed after the Delta commit, before the ledger write",
     "commit.after_ledger": "killed after the ledger write, before the run's figures",
     "evaluate.after_store": "killed after alerts were stored, before the task returned",
     "notify.after_plan": "killed after the outbox was planned, before sending",

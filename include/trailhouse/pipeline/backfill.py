@@ -57,7 +57,7 @@ def backfill(
     Each day is one run: discover that day's folders (no look-back), transform its batches
     in `workers` processes, commit, evaluate rules. Days already finished are skipped, so
     stopping (Ctrl-C) and running the same command again resumes; keys hourly runs already
-    loaded are subtracted by the ledger, and the merge on event_id drops any overlap.
+    loaded are subtracted by the ledger, and the commit, keyed on event_id, drops any overlap.
     """
     if last < first:
         raise ValueError(f"--to {last} is before --from {first}")

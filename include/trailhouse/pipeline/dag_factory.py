@@ -19,7 +19,7 @@ Reads CloudTrail from `{source}` ({accounts}) with the key pair in the Airflow c
 1. **validate_access** - the IAM user's permission report; fails when ListBucket/GetObject are missing.
 2. **discover** - lists the day folders of this interval plus {lookback} h of look-back, minus the ledger.
 3. **transform** - one mapped task per batch of keys: download, parse, stage (broken files quarantined).
-4. **commit** - merges the batches into the table on `event_id` and ledgers the keys.
+4. **commit** - adds the batches' new `event_id`s to the table in one Delta commit and ledgers the keys.
 5. **evaluate_rules** - every enabled rule over the events this run committed; alerts stored deduplicated.
 6. **notify** - one message per recipient per run through the outbox (owners.yaml).
 """

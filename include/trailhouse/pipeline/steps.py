@@ -136,19 +136,19 @@ def transform_step(mav: Mav, run_id: str, batch: dict[str, Any]) -> dict[str, An
 
 
 def commit_step(mav: Mav, run_id: str, results: list[dict[str, Any]]) -> dict[str, Any]:
-    """Merge the run's staged rows into the table, then ledger the keys (in that order).
+    """Add the run's staged rows to the table in one Delta commit, then ledger the keys (in that order).
 
     A crash between the two leaves keys unledgered: the next try loads them again and the
-    merge on event_id drops them as duplicates, so nothing is lost and nothing doubled.
+    commit, keyed on event_id, drops them as duplicates, so nothing is lost and nothing doubled.
     The ledger and the run's figures are written in one transaction.
     """
     cfg = settings.load()
     eng = appdb.engine(cfg.app_db_url)
     batches = [BatchResult.from_dict(r) for r in results if r]
     staged = [f for b in batches for f in b.staged]
-    faults.point("commit.before_merge")
+    faults.point("commit.before_delta_commit")
     committed = Warehouse(cfg.warehouse_uri).commit(staged, run_id=run_id, lock=appdb.writer_lock(eng))
-    faults.point("commit.after_merge")
+    faults.point("commit.after_delta_commit")
     outcomes = [o for b in batches for o in b.outcomes]
     dates = {k: v for b in batches for k, v in b.dates.items()}
     figures: dict[str, Any] = {"finished_at": appdb.now(), "status": "success", "message": ""}

@@ -1,4 +1,4 @@
-"""The warehouse table: merge on event_id, atomic idempotent commits, readers in DuckDB and Polars."""
+"""The warehouse table: keyed on event_id, atomic idempotent commits, readers in DuckDB and Polars."""
 
 from __future__ import annotations
 
