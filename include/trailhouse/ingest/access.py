@@ -79,6 +79,7 @@ class Check:
 
     @property
     def required(self) -> bool:
+        """Whether Trailhouse cannot load anything without this action (REQUIRED_ACTIONS)."""
         return self.action in REQUIRED_ACTIONS
 
 
@@ -90,9 +91,11 @@ class AccessReport:
 
     @property
     def ok(self) -> bool:
+        """True when no required action is missing (warnings allowed)."""
         return not self.missing_required()
 
     def missing_required(self) -> list[Check]:
+        """The required checks whose action is missing, in check order."""
         return [c for c in self.checks if c.required and c.status == MISSING]
 
     def warnings(self) -> list[Check]:
@@ -100,9 +103,11 @@ class AccessReport:
         return [c for c in self.checks if c.status == WARNING or (c.status == MISSING and not c.required)]
 
     def check(self, action: str) -> Check | None:
+        """The check of `action`, or None if the report has none."""
         return next((c for c in self.checks if c.action == action), None)
 
     def render(self) -> str:
+        """The report as a text table with a RESULT line and the fixes to apply."""
         width = max([len(c.action) for c in self.checks] + [6])
         lines = [f"Access check for s3://{self.bucket}/{self.prefix}AWSLogs/", ""]
         lines.append(f"  {'STATUS':<8} {'ACTION':<{width}}  DETAIL")
@@ -126,6 +131,7 @@ class AccessReport:
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready data: bucket, prefix, ok, missing_required and every check."""
         return {
             "bucket": self.bucket,
             "prefix": self.prefix,
@@ -434,37 +440,9 @@ def _check_objects(s3: Any, bucket: str, prefix: str, key: str | None, listed: b
     key_arn = meta.get("SSEKMSKeyId")
     kms_refused = get_err is not None and get_err.kms
 
-    if readable:
-        checks.append(Check(action, OK, f"read the first byte of {where}"))
-    elif kms_refused:
-        # S3 only consults KMS after s3:GetObject itself was allowed.
-        checks.append(Check(action, OK, f"s3:GetObject on {where} allowed; decryption refused"))
-    elif get_err is not None and get_err.denied:
-        fix = _statement_fix(action, f"arn:aws:s3:::{bucket}/*")
-        checks.append(Check(action, MISSING, f"get_object of {where} denied ({get_err})", fix))
-    elif get_err is not None and get_err.code in _NO_KEY_CODES:
-        checks.append(Check(action, SKIPPED, f"sample object {where} does not exist"))
-    elif get_err is not None and get_err.code == "NoSuchBucket":
-        checks.append(Check(action, SKIPPED, f"bucket {bucket} does not exist"))
-    else:
-        checks.append(Check(action, WARNING, f"could not verify: get_object of {where} failed ({get_err})"))
-
+    checks.append(_get_object_check(bucket, where, get_err, readable=readable, kms_refused=kms_refused))
     if sse in ("aws:kms", "aws:kms:dsse") or kms_refused:
-        key_text = key_arn or "unknown key (head_object was not allowed)"
-        checks.append(Check("sse-kms", OK, f"{where} is SSE-KMS encrypted with {key_text}"))
-        decrypt = "kms:Decrypt"
-        if readable:
-            checks.append(Check(decrypt, OK, f"decrypted {where} with {key_text}"))
-        elif kms_refused:
-            resource = key_arn or "arn:aws:kms:REGION:ACCOUNT:key/KEY-ID (the bucket's KMS key)"
-            fix = (
-                _statement_fix(decrypt, resource)
-                + "; the key's key policy must also let this account's IAM policies grant use"
-                " of the key (the default key policy does)"
-            )
-            checks.append(Check(decrypt, MISSING, f"reading {where} failed ({get_err})", fix))
-        else:
-            checks.append(Check(decrypt, SKIPPED, "cannot test until s3:GetObject works"))
+        checks += _kms_checks(where, key_arn, get_err, readable=readable, kms_refused=kms_refused)
     elif head_err is None:
         checks.append(
             Check(
@@ -475,6 +453,46 @@ def _check_objects(s3: Any, bucket: str, prefix: str, key: str | None, listed: b
         )
     else:
         checks.append(Check("sse-kms", SKIPPED, f"could not inspect {where} ({head_err})"))
+
+
+def _get_object_check(bucket: str, where: str, get_err: _Error | None, *, readable: bool, kms_refused: bool) -> Check:
+    """The s3:GetObject check from the outcome of reading the sample object's first byte."""
+    action = "s3:GetObject"
+    if readable:
+        return Check(action, OK, f"read the first byte of {where}")
+    if kms_refused:
+        # S3 only consults KMS after s3:GetObject itself was allowed.
+        return Check(action, OK, f"s3:GetObject on {where} allowed; decryption refused")
+    if get_err is not None and get_err.denied:
+        fix = _statement_fix(action, f"arn:aws:s3:::{bucket}/*")
+        return Check(action, MISSING, f"get_object of {where} denied ({get_err})", fix)
+    if get_err is not None and get_err.code in _NO_KEY_CODES:
+        return Check(action, SKIPPED, f"sample object {where} does not exist")
+    if get_err is not None and get_err.code == "NoSuchBucket":
+        return Check(action, SKIPPED, f"bucket {bucket} does not exist")
+    return Check(action, WARNING, f"could not verify: get_object of {where} failed ({get_err})")
+
+
+def _kms_checks(
+    where: str, key_arn: str | None, get_err: _Error | None, *, readable: bool, kms_refused: bool
+) -> list[Check]:
+    """The sse-kms and kms:Decrypt checks of an SSE-KMS encrypted sample object."""
+    key_text = key_arn or "unknown key (head_object was not allowed)"
+    checks = [Check("sse-kms", OK, f"{where} is SSE-KMS encrypted with {key_text}")]
+    decrypt = "kms:Decrypt"
+    if readable:
+        checks.append(Check(decrypt, OK, f"decrypted {where} with {key_text}"))
+    elif kms_refused:
+        resource = key_arn or "arn:aws:kms:REGION:ACCOUNT:key/KEY-ID (the bucket's KMS key)"
+        fix = (
+            _statement_fix(decrypt, resource)
+            + "; the key's key policy must also let this account's IAM policies grant use"
+            " of the key (the default key policy does)"
+        )
+        checks.append(Check(decrypt, MISSING, f"reading {where} failed ({get_err})", fix))
+    else:
+        checks.append(Check(decrypt, SKIPPED, "cannot test until s3:GetObject works"))
+    return checks
 
 
 def _check_least_privilege(s3: Any, bucket: str, names: list[str] | None) -> Check:

@@ -26,9 +26,8 @@ Reads CloudTrail from `{source}` ({accounts}) with the key pair in the Airflow c
 
 
 def build_dag(mav: Mav, *, retries: int = 2) -> Any:
-    from airflow.sdk import DAG, CronDataIntervalTimetable, get_current_context, task
-
-    name = mav.name
+    """The MAV's DAG `trailhouse_mav_<name>`, tasks as in DOC; `retries` applies to every task."""
+    from airflow.sdk import DAG, CronDataIntervalTimetable
 
     with DAG(
         dag_id=mav.dag_id,
@@ -39,69 +38,89 @@ def build_dag(mav: Mav, *, retries: int = 2) -> Any:
         catchup=False,
         max_active_runs=1,
         tags=["trailhouse", "mav"],
-        doc_md=DOC.format(
-            name=name,
-            description=mav.description,
-            source=mav.source_label,
-            accounts=", ".join(mav.accounts) or "all accounts",
-            conn=mav.connection_id or "-",
-            lookback=mav.lookback_hours,
-        ),
+        doc_md=_doc_md(mav),
         default_args={"retries": retries, "retry_delay": timedelta(seconds=30), "retry_exponential_backoff": True},
     ) as dag:
-
-        @task
-        def validate_access() -> dict[str, Any]:
-            from trailhouse.pipeline import steps as pipeline
-
-            return pipeline.guarded(name, get_current_context(), "validate_access", pipeline.validate, _mav(name))
-
-        @task
-        def discover(data_interval_start: Any = None, data_interval_end: Any = None, run_id: str | None = None) -> list[dict[str, Any]]:
-            from trailhouse.pipeline import steps as pipeline
-
-            return pipeline.guarded(name, get_current_context(), "discover", pipeline.discover_step, _mav(name), run_id,
-                                    data_interval_start, data_interval_end)
-
-        @task(map_index_template="{{ batch_label }}", max_active_tis_per_dagrun=8)
-        def transform(batch: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
-            from trailhouse.pipeline import steps as pipeline
-
-            get_current_context()["batch_label"] = pipeline.batch_label(batch)  # type: ignore[typeddict-unknown-key]
-            return pipeline.guarded(name, get_current_context(), "transform", pipeline.transform_step, _mav(name),
-                                    run_id, batch)
-
-        # none_failed: an interval with no new files maps zero transforms (skipped); the
-        # commit still runs so the run's figures are recorded.
-        @task(trigger_rule="none_failed")
-        def commit(results: Any = None, run_id: str | None = None) -> dict[str, Any]:
-            from trailhouse.pipeline import steps as pipeline
-
-            # One slice fetches every mapped result at once (iterating probes past the end).
-            return pipeline.guarded(name, get_current_context(), "commit", pipeline.commit_step, _mav(name), run_id,
-                                    list(results[:]) if results is not None else [])
-
-        @task
-        def evaluate_rules(run_id: str | None = None) -> dict[str, Any]:
-            from trailhouse.pipeline import steps as pipeline
-
-            return pipeline.guarded(name, get_current_context(), "evaluate_rules", pipeline.evaluate_step, _mav(name),
-                                    run_id)
-
-        @task
-        def notify(evaluation: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
-            from trailhouse.pipeline import steps as pipeline
-
-            return pipeline.guarded(name, get_current_context(), "notify", pipeline.notify_step, _mav(name), run_id,
-                                    evaluation["new_alerts"])
-
+        validate_access, discover, transform, commit = _load_tasks(mav.name)
+        evaluate_rules, notify = _alert_tasks(mav.name)
         batches = discover()
         validate_access() >> batches
         committed = commit(transform.expand(batch=batches))
         evaluation = evaluate_rules()
         committed >> evaluation
-        notify(evaluation)  # type: ignore[arg-type]  # TaskFlow: the XComArg resolves to the dict at run time
+        notify(evaluation)  # TaskFlow: the XComArg resolves to the dict at run time
     return dag
+
+
+def _doc_md(mav: Mav) -> str:
+    """The DAG's doc_md: DOC filled in with this MAV's settings."""
+    return DOC.format(
+        name=mav.name,
+        description=mav.description,
+        source=mav.source_label,
+        accounts=", ".join(mav.accounts) or "all accounts",
+        conn=mav.connection_id or "-",
+        lookback=mav.lookback_hours,
+    )
+
+
+def _load_tasks(name: str) -> tuple[Any, Any, Any, Any]:
+    """The TaskFlow tasks validate_access, discover, transform and commit of MAV `name`."""
+    from airflow.sdk import get_current_context, task
+
+    @task
+    def validate_access() -> dict[str, Any]:
+        from trailhouse.pipeline import steps as pipeline
+
+        return pipeline.guarded(name, get_current_context(), "validate_access", pipeline.validate, _mav(name))
+
+    @task
+    def discover(data_interval_start: Any = None, data_interval_end: Any = None, run_id: str | None = None) -> list[dict[str, Any]]:
+        from trailhouse.pipeline import steps as pipeline
+
+        return pipeline.guarded(name, get_current_context(), "discover", pipeline.discover_step, _mav(name), run_id,
+                                data_interval_start, data_interval_end)
+
+    @task(map_index_template="{{ batch_label }}", max_active_tis_per_dagrun=8)
+    def transform(batch: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
+        from trailhouse.pipeline import steps as pipeline
+
+        get_current_context()["batch_label"] = pipeline.batch_label(batch)  # type: ignore[typeddict-unknown-key]
+        return pipeline.guarded(name, get_current_context(), "transform", pipeline.transform_step, _mav(name),
+                                run_id, batch)
+
+    # none_failed: an interval with no new files maps zero transforms (skipped); the
+    # commit still runs so the run's figures are recorded.
+    @task(trigger_rule="none_failed")
+    def commit(results: Any = None, run_id: str | None = None) -> dict[str, Any]:
+        from trailhouse.pipeline import steps as pipeline
+
+        # One slice fetches every mapped result at once (iterating probes past the end).
+        return pipeline.guarded(name, get_current_context(), "commit", pipeline.commit_step, _mav(name), run_id,
+                                list(results[:]) if results is not None else [])
+
+    return validate_access, discover, transform, commit
+
+
+def _alert_tasks(name: str) -> tuple[Any, Any]:
+    """The TaskFlow tasks evaluate_rules and notify of MAV `name`."""
+    from airflow.sdk import get_current_context, task
+
+    @task
+    def evaluate_rules(run_id: str | None = None) -> dict[str, Any]:
+        from trailhouse.pipeline import steps as pipeline
+
+        return pipeline.guarded(name, get_current_context(), "evaluate_rules", pipeline.evaluate_step, _mav(name),
+                                run_id)
+
+    @task
+    def notify(evaluation: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
+        from trailhouse.pipeline import steps as pipeline
+
+        return pipeline.guarded(name, get_current_context(), "notify", pipeline.notify_step, _mav(name), run_id,
+                                evaluation["new_alerts"])
+
+    return evaluate_rules, notify
 
 
 def _mav(name: str) -> Mav:
