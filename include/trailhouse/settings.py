@@ -14,6 +14,9 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 @dataclass(frozen=True)
 class Settings:
+    """Where trailhouse keeps its state and how it runs, read from the environment by `load()`
+    (every knob is documented in docs/architecture.md).
+    """
     home: Path
     mav_dir: Path
     warehouse_uri: str

@@ -37,6 +37,9 @@ ALERT_FIELDS = ("event_id", "event_time", "event_date", "account_id", "region", 
 
 
 class Threshold(BaseModel):
+    """Fire when `count` matching events of one `group_by` group fall within `window_minutes`
+    (a sliding window); without it every matching event is a match.
+    """
     model_config = ConfigDict(extra="forbid")
     count: int = Field(ge=2)
     window_minutes: int = Field(ge=1, le=24 * 60)
@@ -50,12 +53,16 @@ DEFAULT_DEDUP_MINUTES = 24 * 60
 
 
 class Dedup(BaseModel):
+    """Which matches share one alert: the same rule, these field values and period (default:
+    account and principal, one UTC day).
+    """
     model_config = ConfigDict(extra="forbid")
     fields: list[str] = Field(default_factory=lambda: ["account_id", "principal"])
     period_minutes: int = Field(default=DEFAULT_DEDUP_MINUTES, ge=1)
 
 
 class Exclusions(BaseModel):
+    """Events a rule never alerts on: principals and source IPs as SQL LIKE patterns, accounts by id."""
     model_config = ConfigDict(extra="forbid")
     principals: list[str] = Field(default_factory=list)  # SQL LIKE patterns on `principal`
     accounts: list[str] = Field(default_factory=list)
@@ -63,6 +70,9 @@ class Exclusions(BaseModel):
 
 
 class Example(BaseModel):
+    """One example event: overrides of `BASE_RECORD` (objects merged key by key), optionally
+    repeated `repeat` times `every_seconds` apart, with dotted paths removed by `delete`.
+    """
     model_config = ConfigDict(extra="forbid")
     name: str
     event: dict[str, Any] = Field(default_factory=dict)
@@ -72,6 +82,7 @@ class Example(BaseModel):
 
 
 class Examples(BaseModel):
+    """A rule's proof: events that must fire it, events that must not, and real logs it fires on."""
     model_config = ConfigDict(extra="forbid")
     positive: list[Example] = Field(default_factory=list)
     negative: list[Example] = Field(default_factory=list)
@@ -95,6 +106,10 @@ class AttackRef(BaseModel):
 
 
 class Rule(BaseModel):
+    """An alert rule: a DuckDB boolean condition over one event row of the warehouse schema,
+    with severity, dedup, optional threshold, exclusions, ATT&CK mappings, runbook and examples.
+    Built-in rules come from sql/rules/*.yaml, custom ones from the app database.
+    """
     model_config = ConfigDict(extra="forbid")
     id: str
     title: str
@@ -138,6 +153,7 @@ class Rule(BaseModel):
 
 
 def load_rule_file(path: Path) -> Rule:
+    """Read and validate one rule YAML file; a bad file raises ConfigError naming the file and the problem."""
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
@@ -233,6 +249,7 @@ def validate_condition(text: str) -> str:
 
 @dataclass
 class Match:
+    """One event that fired a rule, with the dedup key (and its hash) of the alert it belongs to."""
     rule: Rule
     event: dict[str, Any]
     dedup_key: str
@@ -242,6 +259,9 @@ class Match:
 
 @dataclass
 class Evaluation:
+    """What evaluating rules over events gave: the matches, and the error of each rule that failed
+    (one broken rule never hides the others' matches).
+    """
     matches: list[Match] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
 
@@ -386,6 +406,7 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def example_records(example: Example, seed: str) -> list[dict[str, Any]]:
+    """The CloudTrail records of one example: `BASE_RECORD` with the example's overrides, once per repeat."""
     records = []
     for i in range(example.repeat):
         rec = _merge(copy.deepcopy(BASE_RECORD), example.event)
@@ -423,6 +444,7 @@ def records_table(recs: list[dict[str, Any]], *, mav: str = "examples") -> Any:
 
 @dataclass
 class ExampleResult:
+    """Whether one example did what it says (fired if positive, stayed silent if negative)."""
     rule_id: str
     example: str
     expected: bool
@@ -435,6 +457,7 @@ class ExampleResult:
 
 
 def test_rule(rule: Rule) -> list[ExampleResult]:
+    """Run a rule against its own positive and negative examples with the production engine."""
     results = []
     for expected, examples in ((True, rule.tests.positive), (False, rule.tests.negative)):
         for ex in examples:

@@ -22,6 +22,9 @@ class LayoutError(RuntimeError):
 
 @dataclass
 class Discovery:
+    """What listing found: the new objects to load, the digests and insight files routed
+    elsewhere with their kind, and the counts a run reports.
+    """
     new: list[ObjectInfo] = field(default_factory=list)
     routed: list[tuple[ObjectInfo, str]] = field(default_factory=list)
     found: int = 0

@@ -25,6 +25,9 @@ KINDS = (KIND_LOG, KIND_DIGEST, KIND_INSIGHT)
 
 @dataclass(frozen=True)
 class LogKey:
+    """One S3 key of a CloudTrail delivery, parsed: its folder prefix, organisation, account,
+    kind (log, digest, insight), region, day folder and file name.
+    """
     key: str
     prefix: str
     org: str | None

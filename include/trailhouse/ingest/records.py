@@ -29,6 +29,7 @@ DERIVED_ID_PREFIX = "sha256:"
 
 
 class Envelope(msgspec.Struct):
+    """A CloudTrail delivery file as decoded: `{"Records": [...]}` with each record kept raw."""
     # Records stay raw at this level: only the fields that become columns are decoded, the
     # drifting blobs are kept byte for byte, and nothing unknown is dropped.
     Records: list[dict[str, msgspec.Raw]]

@@ -14,6 +14,7 @@ from trailhouse.common import S3_DENIED_CODES, redact_access_keys
 
 @dataclass(frozen=True)
 class ObjectInfo:
+    """One object of the source: its key, ETag and size (the ledger's identity for a file)."""
     key: str
     etag: str
     size: int
@@ -103,6 +104,9 @@ def _s3_error(client: Any, call: str, url: str, exc: Exception) -> SourceError:
 
 
 class Source(Protocol):
+    """Where delivery files are read from (an S3 bucket or a local folder): listing and reading,
+    with the calls counted for the run's figures.
+    """
     list_calls: int
     get_calls: int
 

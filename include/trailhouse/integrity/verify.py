@@ -91,6 +91,9 @@ SignatureFor = Callable[[str], "str | None"]
 
 @dataclass(frozen=True)
 class Finding:
+    """One integrity problem (FINDING_KINDS): a file missing, quarantined or changed against its
+    digest, a broken digest chain, a bad signature, or a digest missing or unreadable.
+    """
     kind: str
     key: str  # the log file; the digest itself for chain, signature and digest findings
     digest_key: str
@@ -121,6 +124,7 @@ class FileCheck:
 
 @dataclass
 class IntegrityReport:
+    """The result of verifying a MAV's digests over a time range: counts and findings."""
     mav: str
     start: datetime
     end: datetime

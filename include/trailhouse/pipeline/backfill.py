@@ -27,6 +27,7 @@ def run_id_for(mav: Mav, day: date) -> str:
 
 @dataclass
 class BackfillResult:
+    """The figures of a backfill, summed over its days."""
     days_done: int = 0
     days_skipped: int = 0
     objects_loaded: int = 0

@@ -111,12 +111,16 @@ def discover_step(mav: Mav, run_id: str, start: datetime, end: datetime, *,
 
 
 def batch_label(batch: dict[str, Any]) -> str:
+    """A batch as people read it in logs and the Airflow grid: index, files and megabytes."""
     objects = batch["objects"]
     mb = sum(o[2] for o in objects) / 1e6
     return f"batch {batch['index']}: {len(objects)} files, {mb:.1f} MB"
 
 
 def transform_step(mav: Mav, run_id: str, batch: dict[str, Any]) -> dict[str, Any]:
+    """Task: parse one batch of delivery files into staged Parquet in the table's layout,
+    quarantining files that cannot be read; returns the batch's result for the commit.
+    """
     cfg = settings.load()
     objects = [ObjectInfo(k, e, s) for k, e, s in batch["objects"]]
     result = transform_batch(
@@ -200,6 +204,7 @@ def summary(mav: Mav, run_id: str) -> dict[str, Any]:
 
 
 def quarantined(mav: Mav, run_id: str) -> list[dict[str, Any]]:
+    """The keys of a run's files that were quarantined, with the reason of each."""
     import sqlalchemy as sa
 
     eng = appdb.engine(settings.load().app_db_url)
