@@ -56,6 +56,7 @@ class BatchResult:
     dates: dict[str, list[str]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """A JSON-able form (the task's XCom); from_dict reads it back."""
         return {
             "staged": self.staged,
             "rows": self.rows,
@@ -67,6 +68,7 @@ class BatchResult:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> BatchResult:
+        """The result to_dict gave, also from the XCom of a run started by an older version."""
         staged = d["staged"]
         return cls(
             # one file path or None in XComs of runs started by an older version
@@ -169,6 +171,83 @@ class DownloadError(RuntimeError):
     """GETs failed (after the client's retries); the batch is retried, nothing is ledgered."""
 
 
+def _parse_file(builder: Any, data: bytes, key: str) -> tuple[str, int, list[dict[str, Any]]]:
+    """One file's (sha256, rows the builder took, rows through Python); BadObject if it is broken."""
+    # records.parse_file, with the uncompressed bytes kept to hash them
+    text = records.decompress(data, key)
+    sha256 = hashlib.sha256(text).hexdigest()
+    fast = builder.add(text) if builder is not None else None
+    if fast is None:  # the whole file through Python (which also names what is broken)
+        return sha256, 0, [records.record_to_row(r) for r in records.decode_envelope(text)]
+    added, left_out = fast
+    if not left_out:
+        return sha256, added, []
+    raw = records.decode_envelope(text)
+    return sha256, added, [records.record_to_row(raw[i]) for i in left_out]
+
+
+class _Buffer:
+    """A batch's rows not staged yet, flushed as row groups so a worker's memory stays bounded."""
+
+    def __init__(self, out: PartitionedWriter, dates: dict[str, list[str]], *, mav: str, ingested_at: datetime) -> None:
+        self.out, self.dates, self.mav, self.ingested_at = out, dates, mav, ingested_at
+        self.builder = records.column_builder()
+        self.built: list[tuple[str, str | None, date | None, int]] = []  # the files (parts) in the builder
+        self.pending: list[dict[str, Any]] = []  # rows from records.record_to_row
+        self.accounts: list[str | None] = []
+        self.days: list[date | None] = []
+        self.keys: list[str] = []
+
+    def load(self, obj: ObjectInfo, data: bytes) -> Outcome:
+        """Parse one downloaded file into the buffer; a broken one is quarantined, not fatal."""
+        parsed = parse_key(obj.key)
+        account, day = (parsed.account, parsed.day) if parsed else (None, None)
+        try:
+            sha256, added, rows = _parse_file(self.builder, data, obj.key)
+        except records.BadObject as exc:
+            return Outcome(obj.key, obj.etag, obj.size, QUARANTINED, 0, str(exc))
+        if added:
+            self.built.append((obj.key, account, day, added))
+        self.pending.extend(rows)
+        self.accounts.extend([account] * len(rows))
+        self.days.extend([day] * len(rows))
+        self.keys.extend([obj.key] * len(rows))
+        return Outcome(obj.key, obj.etag, obj.size, LOADED, added + len(rows), "", sha256)
+
+    def full(self) -> bool:
+        """Whether the rows or bytes held reached FLUSH_ROWS or FLUSH_BYTES."""
+        held = (self.builder.rows, self.builder.nbytes) if self.builder is not None else (0, 0)
+        return held[0] + len(self.pending) >= FLUSH_ROWS or held[1] >= FLUSH_BYTES
+
+    def flush(self) -> None:
+        """Stage every row held (the builder's, then the Python path's) and empty the buffer."""
+        if self.built:
+            self._write(builder_arrow(self.builder, self.built, mav=self.mav, ingested_at=self.ingested_at))
+            self.built.clear()
+        if self.pending:
+            self._write(rows_to_frame(self.pending, self.accounts, self.days, self.keys, mav=self.mav,
+                                      ingested_at=self.ingested_at).to_arrow().cast(ARROW_SCHEMA))
+            for column in (self.pending, self.accounts, self.days, self.keys):
+                column.clear()
+
+    def _write(self, table: pa.Table) -> None:
+        """Note each source key's event dates (for the ledger), then stage the rows."""
+        pairs = table.select(["source_key", "event_date"]).group_by(["source_key", "event_date"]).aggregate([])
+        for key, day in zip(*(pairs.column(i).to_pylist() for i in (0, 1)), strict=True):
+            self.dates[key] = sorted({*self.dates.get(key, []), str(day)})
+        faults.point("transform.before_stage")
+        self.out.write(table)
+
+
+def _check_downloads(failures: list[str], objects: int) -> None:
+    """DownloadError if any GET failed: the whole batch is retried and nothing of it is ledgered."""
+    if failures:
+        raise DownloadError(
+            f"{len(failures)} of {objects} objects could not be downloaded; the task will be "
+            f"retried. First: {failures[0]}"
+        )
+
+
 def transform_batch(
     source: Source,
     objects: Sequence[ObjectInfo],
@@ -187,30 +266,8 @@ def transform_batch(
     ingested_at = ingested_at or datetime.now(UTC)
     result = BatchResult()
     out = PartitionedWriter(staging_dir)
-    builder = records.column_builder()
-    built: list[tuple[str, str | None, date | None, int]] = []  # the files (parts) in the builder
-    pending: list[dict[str, Any]] = []  # rows from records.record_to_row
-    accounts: list[str | None] = []
-    days: list[date | None] = []
-    keys: list[str] = []
+    buffer = _Buffer(out, result.dates, mav=mav, ingested_at=ingested_at)
     get_calls_before = source.get_calls
-
-    def write(table: pa.Table) -> None:
-        pairs = table.select(["source_key", "event_date"]).group_by(["source_key", "event_date"]).aggregate([])
-        for key, day in zip(*(pairs.column(i).to_pylist() for i in (0, 1)), strict=True):
-            result.dates[key] = sorted({*result.dates.get(key, []), str(day)})
-        faults.point("transform.before_stage")
-        out.write(table)
-
-    def flush() -> None:
-        if built:
-            write(builder_arrow(builder, built, mav=mav, ingested_at=ingested_at))
-            built.clear()
-        if pending:
-            write(rows_to_frame(pending, accounts, days, keys, mav=mav, ingested_at=ingested_at).to_arrow().cast(ARROW_SCHEMA))
-            for column in (pending, accounts, days, keys):
-                column.clear()
-
     failures: list[str] = []
     try:
         for obj, data in _download(source, objects, threads):
@@ -219,47 +276,16 @@ def transform_batch(
                 continue
             faults.point("transform.after_download")
             result.bytes += len(data)
-            parsed = parse_key(obj.key)
-            account, day = (parsed.account, parsed.day) if parsed else (None, None)
-            try:
-                # records.parse_file, with the uncompressed bytes kept to hash them
-                text = records.decompress(data, obj.key)
-                sha256 = hashlib.sha256(text).hexdigest()
-                fast = builder.add(text) if builder is not None else None
-                if fast is None:  # the whole file through Python (which also names what is broken)
-                    added, rows = 0, [records.record_to_row(r) for r in records.decode_envelope(text)]
-                else:
-                    added, left_out = fast
-                    if left_out:
-                        raw = records.decode_envelope(text)
-                        rows = [records.record_to_row(raw[i]) for i in left_out]
-                    else:
-                        rows = []
-            except records.BadObject as exc:
-                result.outcomes.append(Outcome(obj.key, obj.etag, obj.size, QUARANTINED, 0, str(exc)))
-                continue
-            if added:
-                built.append((obj.key, account, day, added))
-            pending.extend(rows)
-            accounts.extend([account] * len(rows))
-            days.extend([day] * len(rows))
-            keys.extend([obj.key] * len(rows))
-            events = added + len(rows)
-            result.rows += events
-            result.outcomes.append(Outcome(obj.key, obj.etag, obj.size, LOADED, events, "", sha256))
-            held = (builder.rows, builder.nbytes) if builder is not None else (0, 0)
-            if held[0] + len(pending) >= FLUSH_ROWS or held[1] >= FLUSH_BYTES:
-                flush()
-        if failures:
-            raise DownloadError(
-                f"{len(failures)} of {len(objects)} objects could not be downloaded; the task will be "
-                f"retried. First: {failures[0]}"
-            )
-        flush()
+            outcome = buffer.load(obj, data)
+            result.outcomes.append(outcome)
+            result.rows += outcome.events  # 0 for a quarantined file
+            if outcome.status == LOADED and buffer.full():
+                buffer.flush()
+        _check_downloads(failures, len(objects))
+        buffer.flush()
         result.staged = out.close()
     except BaseException:
         out.abort()  # a failed batch leaves no file behind; its retry writes new ones
         raise
     result.get_calls = source.get_calls - get_calls_before
     return result
-

@@ -88,6 +88,7 @@ class PartitionedWriter:
         return self._writers[day]
 
     def close(self) -> list[str]:
+        """Close the files; the URIs of the ones that hold rows."""
         for _uri, writer in self._writers.values():
             writer.close()
         self._writers.clear()
@@ -115,6 +116,11 @@ class CommitResult:
 
 
 class Warehouse:
+    """The events table (Delta Lake) at `<uri>/cloudtrail_events`: the only writer of it, and its readers.
+
+    Commits are atomic and idempotent (see commit); readers see the current Delta version only.
+    """
+
     def __init__(self, uri: str, storage_options: dict[str, str] | None = None) -> None:
         self.uri = uri.rstrip("/")
         self.storage_options = storage_options
@@ -126,11 +132,13 @@ class Warehouse:
         return DeltaTable(self.table_uri, storage_options=self.storage_options)
 
     def exists(self) -> bool:
+        """Whether the table has been created (it has a Delta log)."""
         from deltalake import DeltaTable
 
         return DeltaTable.is_deltatable(self.table_uri, storage_options=self.storage_options)
 
     def ensure_table(self) -> None:
+        """Create the empty table unless it exists; safe when another writer creates it concurrently."""
         from deltalake import DeltaTable
 
         if self.exists():
@@ -179,37 +187,8 @@ class Warehouse:
                 total = sum(per_file.values())
                 dates = [d for (d,) in con.execute("SELECT DISTINCT event_date FROM staged ORDER BY 1").fetchall()]
                 result.partitions = [str(d) for d in dates]
-                existing = table.file_uris(partition_filters=[("event_date", "in", result.partitions)])
-                existing = [u.removeprefix("file://") for u in existing]
-                known = (f"SELECT event_id FROM read_parquet([{', '.join(_sql_str(f) for f in existing)}])"
-                         if existing else "SELECT NULL::VARCHAR AS event_id WHERE FALSE")
-                # Rows to drop: ids already in the table, and the later copies of an id
-                # delivered twice within the run (the first by source_key is kept).
-                con.execute("CREATE TEMP TABLE twice AS SELECT event_id FROM staged GROUP BY event_id "
-                            "HAVING count(*) > 1")
-                con.execute(
-                    f"CREATE TEMP TABLE dropped AS SELECT filename, file_row_number FROM staged "
-                    f"WHERE event_id IN ({known}) "
-                    f"UNION ALL SELECT filename, file_row_number FROM staged WHERE event_id NOT IN ({known}) "
-                    "AND event_id IN (SELECT event_id FROM twice) QUALIFY row_number() OVER "
-                    "(PARTITION BY event_id ORDER BY source_key, ingested_at, filename, file_row_number) > 1"
-                )
-                dropped = dict(con.execute("SELECT filename, count(*) FROM dropped GROUP BY 1").fetchall())
-                adds, rewrite = [], []
-                for uri in staged:
-                    rows, drop = per_file.get(uri, 0), dropped.get(uri, 0)
-                    rel = self._relative(uri)
-                    if rows == drop or (rel is not None and rel in in_table):
-                        continue  # nothing new, or added already by an earlier try of this commit
-                    if drop == 0 and rel is not None:
-                        adds.append(self._add_action(uri, rel, rows))
-                        result.inserted += rows
-                    else:
-                        rewrite.append(uri)
-                if rewrite:
-                    for uri, rows in self._rewrite(con, rewrite).items():
-                        adds.append(self._add_action(uri, self._relative(uri), rows))
-                        result.inserted += rows
+                dropped = self._find_dropped(con, self._known_ids(table, result.partitions))
+                adds, result.inserted = self._additions(con, staged, per_file, dropped, in_table)
                 if adds:
                     table.create_write_transaction(
                         adds, mode="append", schema=table.schema(), partition_by=list(PARTITION_BY),
@@ -220,6 +199,50 @@ class Warehouse:
                 con.close()
         result.duplicates = total - result.inserted
         return result
+
+    @staticmethod
+    def _known_ids(table: Any, partitions: list[str]) -> str:
+        """A DuckDB query of the event_id in the table's files of `partitions` (the staged rows' dates)."""
+        existing = table.file_uris(partition_filters=[("event_date", "in", partitions)])
+        existing = [u.removeprefix("file://") for u in existing]
+        return (f"SELECT event_id FROM read_parquet([{', '.join(_sql_str(f) for f in existing)}])"
+                if existing else "SELECT NULL::VARCHAR AS event_id WHERE FALSE")
+
+    @staticmethod
+    def _find_dropped(con: Any, known: str) -> dict[str, int]:
+        """Create the temp table `dropped` (the staged rows not to add); {staged file: rows dropped}."""
+        # Rows to drop: ids already in the table, and the later copies of an id
+        # delivered twice within the run (the first by source_key is kept).
+        con.execute("CREATE TEMP TABLE twice AS SELECT event_id FROM staged GROUP BY event_id "
+                    "HAVING count(*) > 1")
+        con.execute(
+            f"CREATE TEMP TABLE dropped AS SELECT filename, file_row_number FROM staged "
+            f"WHERE event_id IN ({known}) "
+            f"UNION ALL SELECT filename, file_row_number FROM staged WHERE event_id NOT IN ({known}) "
+            "AND event_id IN (SELECT event_id FROM twice) QUALIFY row_number() OVER "
+            "(PARTITION BY event_id ORDER BY source_key, ingested_at, filename, file_row_number) > 1"
+        )
+        return dict(con.execute("SELECT filename, count(*) FROM dropped GROUP BY 1").fetchall())
+
+    def _additions(self, con: Any, staged: list[str], per_file: dict[str, int], dropped: dict[str, int],
+                   in_table: set[str]) -> tuple[list[Any], int]:
+        """Add actions for the staged files' new rows (files kept as they are, or rewritten); and their rows."""
+        adds, rewrite, inserted = [], [], 0
+        for uri in staged:
+            rows, drop = per_file.get(uri, 0), dropped.get(uri, 0)
+            rel = self._relative(uri)
+            if rows == drop or (rel is not None and rel in in_table):
+                continue  # nothing new, or added already by an earlier try of this commit
+            if drop == 0 and rel is not None:
+                adds.append(self._add_action(uri, rel, rows))
+                inserted += rows
+            else:
+                rewrite.append(uri)
+        if rewrite:
+            for uri, rows in self._rewrite(con, rewrite).items():
+                adds.append(self._add_action(uri, self._relative(uri), rows))
+                inserted += rows
+        return adds, inserted
 
     def _relative(self, uri: str) -> str | None:
         """The path of a file relative to the table, if it is in the table's layout."""
@@ -343,6 +366,7 @@ class Warehouse:
         return table.cast(ARROW_SCHEMA)
 
     def files_per_partition(self) -> dict[str, int]:
+        """{event_date: data files} of the current version ("None" for the null partition)."""
         if not self.exists():
             return {}
         counts: dict[str, int] = {}
@@ -385,6 +409,7 @@ class Warehouse:
         return len(removed)
 
     def stats(self) -> dict[str, Any]:
+        """Files, partitions and version of the current version (0, 0 and None before the table exists)."""
         if not self.exists():
             return {"files": 0, "partitions": 0, "version": None}
         table = self._table()
