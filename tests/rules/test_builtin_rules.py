@@ -12,6 +12,7 @@ import yaml
 
 from trailhouse.alerting import rules
 from trailhouse.alerting.rules import SEVERITIES, Rule
+from trailhouse.ingest.records import event_file
 
 RULES: list[Rule] = rules.builtin_rules()
 BY_ID = {r.id: r for r in RULES}
@@ -200,16 +201,8 @@ GENERIC = {"cis.unauthorized-api-calls", "trailhouse.access-denied-storm", "cis.
 
 
 def corpus_records(path: Path) -> list[dict]:
-    """Records of one corpus file: a JSON list, a delivery file ({"Records": [...]}), one bare
-    record (traildiscover's samples) or JSON lines."""
-    text = path.read_text()
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-    if isinstance(data, dict):
-        return data["Records"] if "Records" in data else [data]
-    return data
+    """Records of one corpus file, read as `trailhouse rules eval` reads them."""
+    return event_file(path)
 
 
 CORPUS_CASES = [(r, f) for r in RULES for f in r.tests.corpus]

@@ -105,45 +105,12 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
     return 1 if failed or without else 0
 
 
-def _read_events(paths: list[Path]) -> list[dict[str, Any]]:
-    import msgspec
-
-    from trailhouse.ingest import records as rec_mod
-
-    events: list[dict[str, Any]] = []
-    for path in paths:
-        data = path.read_bytes()
-        text = rec_mod.decompress(data) if data[:2] == b"\x1f\x8b" else data
-        stripped = text.lstrip()
-        if stripped.startswith(b"{") and b'"Records"' in stripped[:4096]:
-            try:
-                events += msgspec.json.decode(text)["Records"]
-                continue
-            except (msgspec.DecodeError, KeyError, TypeError):
-                pass  # not one delivery document: try JSON lines
-        if stripped.startswith(b"["):  # a JSON array of events (Stratus Red Team's logs, exports)
-            try:
-                listed = msgspec.json.decode(text)
-            except msgspec.DecodeError as exc:
-                raise ValueError(f"{path}: not a JSON array of events ({exc})") from None
-            if not all(isinstance(e, dict) for e in listed):
-                raise ValueError(f"{path}: a JSON array here holds event objects only")
-            events += listed
-            continue
-        for n, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    events.append(msgspec.json.decode(line))
-                except msgspec.DecodeError as exc:
-                    raise ValueError(f"{path}:{n}: not a JSON event ({exc})") from None
-    return events
-
-
 def cmd_rules_eval(args: argparse.Namespace) -> int:
     from trailhouse.alerting import rulebook, rules
+    from trailhouse.ingest import records
 
     try:
-        events = _read_events(args.files)
+        events = [e for path in args.files for e in records.event_file(path)]
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -7,6 +7,7 @@ import hashlib
 import re
 import zlib
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -68,6 +69,40 @@ _DISPATCH: dict[str, tuple[int, Any]] = {
 }
 _SOURCE = tuple(c for c in COLUMNS if c.path is not None)  # the columns a record fills
 SOURCE_COLUMNS = tuple(c.name for c in _SOURCE)
+
+
+def event_file(path: Path) -> list[dict[str, Any]]:
+    """The events of a file a person hands over: a delivery file (gzip or plain), a JSON array
+    of events (Stratus Red Team's logs, console exports), one bare event, or JSON lines.
+    ValueError names the file (and line) that is none of these."""
+    data = path.read_bytes()
+    text = decompress(data) if data[:2] == b"\x1f\x8b" else data
+    stripped = text.lstrip()
+    if stripped.startswith(b"{"):
+        try:
+            doc = msgspec.json.decode(text)
+        except msgspec.DecodeError:
+            doc = None  # not one JSON document: try JSON lines
+        if isinstance(doc, dict):
+            records = doc.get("Records", [doc])
+            if isinstance(records, list) and all(isinstance(e, dict) for e in records):
+                return records
+    if stripped.startswith(b"["):
+        try:
+            listed = msgspec.json.decode(text)
+        except msgspec.DecodeError as exc:
+            raise ValueError(f"{path}: not a JSON array of events ({exc})") from None
+        if not all(isinstance(e, dict) for e in listed):
+            raise ValueError(f"{path}: a JSON array here holds event objects only")
+        return listed
+    events: list[dict[str, Any]] = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                events.append(msgspec.json.decode(line))
+            except msgspec.DecodeError as exc:
+                raise ValueError(f"{path}:{n}: not a JSON event ({exc})") from None
+    return events
 
 
 def decompress(data: bytes, key: str = "") -> bytes:
