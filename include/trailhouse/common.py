@@ -63,3 +63,8 @@ def chunks(items: Sequence[T], size: int = 500) -> Iterator[Sequence[T]]:
     """Consecutive slices of at most `size` items (SQL IN lists stay below bind-parameter limits)."""
     for i in range(0, len(items), size):
         yield items[i:i + size]
+
+
+def sql_literal(value: str) -> str:
+    """`value` as a SQL string literal (quotes doubled), for text built into DuckDB queries."""
+    return "'" + value.replace("'", "''") + "'"

@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from trailhouse.alerting import attack
-from trailhouse.common import PRINCIPAL_SQL, SEVERITIES, Severity  # noqa: F401  (SEVERITIES: re-exported)
+from trailhouse.common import PRINCIPAL_SQL, SEVERITIES, Severity, sql_literal  # noqa: F401  (SEVERITIES: re-exported)
 from trailhouse.config import ConfigError
 from trailhouse.settings import PROJECT_ROOT
 from trailhouse.warehouse.schema import COLUMNS
@@ -268,21 +268,17 @@ class Evaluation:
 
 def _like_any(column: str, patterns: Sequence[str]) -> str:
     # ESCAPE lets a pattern match a literal '_' or '%' (AWSReservedSSO\_...) where needed.
-    return " OR ".join(f"{column} LIKE {_quote(p)} ESCAPE '\\'" for p in patterns) or "FALSE"
-
-
-def _quote(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
+    return " OR ".join(f"{column} LIKE {sql_literal(p)} ESCAPE '\\'" for p in patterns) or "FALSE"
 
 
 def rule_predicate(rule: Rule) -> str:
     """The rule's condition combined with its scope and exclusions: what production runs."""
     parts = [f"({rule.condition})"]
     if rule.scope_accounts:
-        parts.append(f"account_id IN ({', '.join(_quote(a) for a in rule.scope_accounts)})")
+        parts.append(f"account_id IN ({', '.join(sql_literal(a) for a in rule.scope_accounts)})")
     ex = rule.exclusions
     if ex.accounts:
-        parts.append(f"account_id NOT IN ({', '.join(_quote(a) for a in ex.accounts)})")
+        parts.append(f"account_id NOT IN ({', '.join(sql_literal(a) for a in ex.accounts)})")
     if ex.principals:
         parts.append(f"NOT coalesce({_like_any('principal', ex.principals)}, FALSE)")
     if ex.source_ips:

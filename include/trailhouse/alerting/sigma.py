@@ -48,6 +48,7 @@ from sigma.types import (
 
 from trailhouse.alerting import attack
 from trailhouse.alerting.rules import Examples, Rule, UnsafeCondition, validate_condition
+from trailhouse.common import sql_literal
 from trailhouse.warehouse.schema import BOOL, COLUMNS, JSON, TIME
 
 # --- the field mapping: CloudTrail names -> warehouse columns -------------------------------
@@ -100,7 +101,7 @@ def _json_path(parts: Iterable[str]) -> str:
 
 
 def _lookup(column: str, parts: Iterable[str]) -> str:
-    return f"json_extract_string({column}, {_quote(_json_path(parts))})"
+    return f"json_extract_string({column}, {sql_literal(_json_path(parts))})"
 
 
 def field_sql(name: str | None) -> str | None:
@@ -177,10 +178,6 @@ def cloudtrail_pipeline() -> ProcessingPipeline:
 # Sequences validate_condition refuses anywhere in a condition, string literals included.
 _FORBIDDEN = (";", "--", "/*")
 _RE_META = set("\\.^$|?*+()[]{}")
-
-
-def _quote(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 def _unsafe(literal: str) -> bool:
@@ -303,17 +300,17 @@ class TrailhouseBackend(TextQueryBackend):
             literal = "".join(inner)
             func = {(False, False): None, (True, True): "contains", (False, True): "starts_with",
                     (True, False): "ends_with"}[(lead, trail)]
-            expr = f"{text} = {_quote(literal)}" if func is None else f"{func}({text}, {_quote(literal)})"
+            expr = f"{text} = {sql_literal(literal)}" if func is None else f"{func}({text}, {sql_literal(literal)})"
             check = literal
         else:
             like = "".join("%" if p == SpecialChars.WILDCARD_MULTI else "_" if p == SpecialChars.WILDCARD_SINGLE
                            else re.sub(r"([\\%_])", r"\\\1", p) for p in parts)
-            expr = f"{text} LIKE {_quote(like)} ESCAPE '\\'"
+            expr = f"{text} LIKE {sql_literal(like)} ESCAPE '\\'"
             check = like
         if _unsafe(check):  # the same match as an exact regular expression
             regex = "".join(".*" if p == SpecialChars.WILDCARD_MULTI else "." if p == SpecialChars.WILDCARD_SINGLE
                             else "".join(map(_re_char, p)) for p in parts)
-            expr = f"regexp_matches({text}, {_quote('(?s)^' + regex + '$')})"
+            expr = f"regexp_matches({text}, {sql_literal('(?s)^' + regex + '$')})"
         return f"coalesce({expr}, FALSE)"
 
     def convert_condition_field_eq_val_str(self, cond: ConditionFieldEqualsValueExpression,
@@ -335,7 +332,7 @@ class TrailhouseBackend(TextQueryBackend):
     def _bool_match(self, column: str, value: bool) -> str:
         if column in BOOL_COLUMNS:
             return f"coalesce({column} = {'TRUE' if value else 'FALSE'}, FALSE)"
-        return f"coalesce(lower({column}) = {_quote(str(value).lower())}, FALSE)"
+        return f"coalesce(lower({column}) = {sql_literal(str(value).lower())}, FALSE)"
 
     def convert_condition_field_eq_val(self, cond: ConditionFieldEqualsValueExpression,
                                        state: ConversionState) -> Any:
@@ -371,8 +368,8 @@ class TrailhouseBackend(TextQueryBackend):
             text = str(value.number) if isinstance(value, SigmaNumber) else "".join(self._parts(value)).lower()
             column = self._column_for(arg.field, text)
             groups.setdefault(column, [])
-            if _quote(text) not in groups[column]:
-                groups[column].append(_quote(text))
+            if sql_literal(text) not in groups[column]:
+                groups[column].append(sql_literal(text))
         exprs = [f"coalesce(lower({column}) IN ({', '.join(values)}), FALSE)" for column, values in groups.items()]
         return exprs[0] if len(exprs) == 1 else "(" + " OR ".join(exprs) + ")"
 
@@ -390,7 +387,7 @@ class TrailhouseBackend(TextQueryBackend):
         column = cond.field
         if column == "event_name_base" and re.search(r"\d|\\d", str(value.regexp)):
             column = "event_name"
-        return f"coalesce(regexp_matches({self._text(column)}, {_quote(_safe_regex(pattern))}), FALSE)"
+        return f"coalesce(regexp_matches({self._text(column)}, {sql_literal(_safe_regex(pattern))}), FALSE)"
 
     def convert_condition_field_eq_val_cidr(self, cond: ConditionFieldEqualsValueExpression,
                                             state: ConversionState) -> str:

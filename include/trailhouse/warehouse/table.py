@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from trailhouse import storage
+from trailhouse.common import sql_literal
 from trailhouse.warehouse.schema import ARROW_SCHEMA, COLUMNS, JSON, PARTITION_BY
 
 TABLE = "cloudtrail_events"
@@ -205,7 +206,7 @@ class Warehouse:
         """A DuckDB query of the event_id in the table's files of `partitions` (the staged rows' dates)."""
         existing = table.file_uris(partition_filters=[("event_date", "in", partitions)])
         existing = [u.removeprefix("file://") for u in existing]
-        return (f"SELECT event_id FROM read_parquet([{', '.join(_sql_str(f) for f in existing)}])"
+        return (f"SELECT event_id FROM read_parquet([{', '.join(sql_literal(f) for f in existing)}])"
                 if existing else "SELECT NULL::VARCHAR AS event_id WHERE FALSE")
 
     @staticmethod
@@ -270,7 +271,7 @@ class Warehouse:
         """The kept rows of `files`, written into the table's layout; {file URI: rows}."""
         columns = ", ".join(COLUMN_NAMES)
         reader = con.sql(
-            f"SELECT {columns} FROM staged s WHERE filename IN ({', '.join(_sql_str(f) for f in files)}) "
+            f"SELECT {columns} FROM staged s WHERE filename IN ({', '.join(sql_literal(f) for f in files)}) "
             "AND NOT EXISTS (SELECT 1 FROM dropped d WHERE d.filename = s.filename "
             "AND d.file_row_number = s.file_row_number)"
         ).to_arrow_reader(16 * 1024)
@@ -296,7 +297,7 @@ class Warehouse:
             if storage.is_remote(uri):
                 con.register_filesystem(storage.fsspec_for(uri))
                 break
-        files = ", ".join(_sql_str(p) for p in staged)
+        files = ", ".join(sql_literal(p) for p in staged)
         # Files in the table's layout carry event_date in their path, not as a column.
         hive = ("hive_partitioning = true, hive_types = {'event_date': DATE}"
                 if any(self._relative(p) for p in staged) else "hive_partitioning = false")
@@ -351,7 +352,7 @@ class Warehouse:
             columns = ", ".join(COLUMN_NAMES)
             con.execute(
                 f"CREATE OR REPLACE VIEW {TABLE} AS SELECT {columns} FROM read_parquet("
-                f"[{', '.join(_sql_str(f) for f in files)}], hive_partitioning = true, "
+                f"[{', '.join(sql_literal(f) for f in files)}], hive_partitioning = true, "
                 "hive_types = {'event_date': DATE}, union_by_name = true)"
             )
         return con
@@ -393,7 +394,7 @@ class Warehouse:
         """Delete a MAV's events older than `cutoff` (retention); files go at the next vacuum."""
         if not self.exists():
             return 0
-        metrics = self._table().delete(f"mav = {_sql_str(mav)} AND event_date < '{cutoff.isoformat()}'")
+        metrics = self._table().delete(f"mav = {sql_literal(mav)} AND event_date < '{cutoff.isoformat()}'")
         return int(metrics.get("num_deleted_rows", 0))
 
     def vacuum(self, retention_hours: int = 168) -> int:
@@ -416,11 +417,6 @@ class Warehouse:
         files = table.file_uris()
         partitions = {tuple(p.items()) for p in (table.partitions() or [])}
         return {"files": len(files), "partitions": len(partitions), "version": table.version()}
-
-
-def _sql_str(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
 
 
 def read_files(files: list[str]) -> pa.Table:
