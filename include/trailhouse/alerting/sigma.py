@@ -49,7 +49,7 @@ from sigma.types import (
 from trailhouse.alerting import attack
 from trailhouse.alerting.rules import Examples, Rule, UnsafeCondition, validate_condition
 from trailhouse.common import sql_literal
-from trailhouse.warehouse.schema import BOOL, COLUMNS, JSON, TIME
+from trailhouse.warehouse.schema import BOOL, COLUMNS, JSON, MFA, TIME
 
 # --- the field mapping: CloudTrail names -> warehouse columns -------------------------------
 
@@ -79,7 +79,7 @@ EXTRA_TOP_LEVEL = ("vpcEndpointAccountId", "sessionCredentialFromConsole", "adde
                    "insightDetails")
 _SPLIT_OBJECTS = {".".join(c.path[:i]) for c in COLUMNS if c.path for i in range(1, len(c.path))}
 
-BOOL_COLUMNS = frozenset(c.name for c in COLUMNS if c.kind in (BOOL, "mfa"))
+BOOL_COLUMNS = frozenset(c.name for c in COLUMNS if c.kind in (BOOL, MFA))
 
 SUPPORTED_MODIFIERS = ("contains", "startswith", "endswith", "all", "re", "i", "ignorecase", "m", "multiline",
                        "s", "dotall", "cased", "cidr", "exists", "neq", "gt", "gte", "lt", "lte", "fieldref")
