@@ -16,6 +16,7 @@ def run(ds: Dataset, work: Path, sheet: Sheet, workers: int = 2) -> dict[str, An
     from trailhouse import settings
     from trailhouse.config import Mav, save_mav
     from trailhouse.db import appdb
+    from trailhouse.deployment import Deployment
     from trailhouse.pipeline import backfill
 
     home = work / "backfill"
@@ -28,7 +29,7 @@ def run(ds: Dataset, work: Path, sheet: Sheet, workers: int = 2) -> dict[str, An
         save_mav(settings.load().mav_dir, mav)
         first = ds.spec.end - __import__("datetime").timedelta(days=ds.spec.days - 1)
         t0 = time.perf_counter()
-        result = backfill.backfill(mav, first, ds.spec.end, workers=workers, say=lambda _m: None)
+        result = backfill.backfill(Deployment(), mav, first, ds.spec.end, workers=workers, say=lambda _m: None)
         seconds = time.perf_counter() - t0
         eng = appdb.engine(settings.load().app_db_url)
         runs = [r for r in appdb.latest_runs(eng, "bench", 1000) if r["run_id"].startswith("backfill__")]

@@ -16,6 +16,7 @@ PKG = Path(__file__).resolve().parents[1] / "include" / "trailhouse"
 LAYERS: list[set[str]] = [
     {"settings", "config", "storage", "faults", "common", "output", "airflow_env"},
     {"warehouse", "db"},
+    {"deployment"},
     {"ingest"},
     {"alerting"},
     {"integrity"},

@@ -13,13 +13,14 @@ from typing import Any
 from trailhouse import settings
 
 
-def configure() -> Path:
+def configure(cfg: settings.Settings | None = None) -> Path:
     """Point Airflow at this project (dags/, plugins/) and a home under TRAILHOUSE_HOME.
 
     Only sets what the environment does not already set, so a deployment's own
-    AIRFLOW__* variables win. Must run before airflow is imported.
+    AIRFLOW__* variables win. Must run before airflow is imported. `cfg`: the entry point's
+    settings (read now when not given).
     """
-    cfg = settings.load()
+    cfg = cfg or settings.load()
     home = cfg.airflow_home
     home.mkdir(parents=True, exist_ok=True)
     defaults = {

@@ -12,6 +12,7 @@ import pytest
 
 from trailhouse import output, settings
 from trailhouse.cli import main as cli
+from trailhouse.deployment import Deployment
 from trailhouse.dev import synth
 from trailhouse.pipeline import runs
 from trailhouse.warehouse.table import Warehouse
@@ -68,8 +69,8 @@ def test_full_run_idempotent_rerun_late_and_broken_files(
     with smtp_server() as (smtp_port, mailbox):
         store_connection("trailhouse_demo_smtp", "", "", {"from": "trailhouse@example.com"}, conn_type="smtp",
                          host="127.0.0.1", port=smtp_port)
-        first = runs.run_mav("e2e", at=AT)
-        repeat = runs.run_mav("e2e", at=AT)
+        first = runs.run_mav(Deployment(), "e2e", at=AT)
+        repeat = runs.run_mav(Deployment(), "e2e", at=AT)
     assert first["failed_tasks"] == [] and repeat["failed_tasks"] == []
     _assert_alerts_once(first["run_id"], mailbox)
     assert first["objects_found"] == written.log_files
@@ -97,7 +98,7 @@ def test_full_run_idempotent_rerun_late_and_broken_files(
     s3_admin.put_object(Bucket=BUCKET, Key=late_key, Body=late_body)
     broken_key = late_key.replace(".json.gz", "-broken.json.gz").replace("_2026", "_2026", 1)
     s3_admin.put_object(Bucket=BUCKET, Key=broken_key, Body=late_body[: len(late_body) // 2])
-    third = runs.run_mav("e2e", at=AT)
+    third = runs.run_mav(Deployment(), "e2e", at=AT)
     assert third["objects_loaded"] == 1 and third["events_loaded"] == 5
     assert third["objects_quarantined"] == 1
     assert third["quarantined"][0]["key"] == broken_key and "gzip" in third["quarantined"][0]["reason"]

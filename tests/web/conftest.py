@@ -28,6 +28,7 @@ import pytest
 from webhelpers import AIRFLOW_ROLES, MOUNT, PASSWORDS, Server, Web
 
 from trailhouse import settings
+from trailhouse.deployment import Deployment
 
 REPO = settings.PROJECT_ROOT
 
@@ -35,7 +36,6 @@ REPO = settings.PROJECT_ROOT
 def _build_warehouse(home: Path) -> list[str]:
     from trailhouse.alerting import roles
     from trailhouse.config import Mav, save_mav
-    from trailhouse.db import appdb
     from trailhouse.dev import synth
     from trailhouse.pipeline import steps as pipeline
 
@@ -43,16 +43,17 @@ def _build_warehouse(home: Path) -> list[str]:
     spec = synth.SynthSpec(seed=3, accounts=3, days=2, end=today, events_per_file=20, files_per_region_day=3)
     synth.write_to_dir(spec, home / "bucket")
     mav = Mav(name="web", path=str(home / "bucket"))
-    save_mav(settings.load().mav_dir, mav)
+    dep = Deployment()
+    save_mav(dep.settings.mav_dir, mav)
     now = datetime.now(UTC)
     run_id = "manual__web_tests"
-    batches = pipeline.discover_step(mav, run_id, now - timedelta(days=3), now + timedelta(days=2), lookback_hours=1)
-    results = [pipeline.transform_step(mav, run_id, b) for b in batches]
-    pipeline.commit_step(mav, run_id, results)
-    evaluation = pipeline.evaluate_step(mav, run_id)
+    batches = pipeline.discover_step(dep, mav, run_id, now - timedelta(days=3), now + timedelta(days=2), lookback_hours=1)
+    results = [pipeline.transform_step(dep, mav, run_id, b) for b in batches]
+    pipeline.commit_step(dep, mav, run_id, results)
+    evaluation = pipeline.evaluate_step(dep, mav, run_id)
     assert evaluation["new_alerts"], "the synthetic data should raise alerts"
     accounts = synth.account_ids(spec)
-    eng = appdb.engine(settings.load().app_db_url)
+    eng = dep.engine
     roles.grant(eng, "ada", admin=True)
     roles.grant(eng, "olivia", accounts=[accounts[0]])
     return accounts

@@ -14,6 +14,7 @@ import pytest
 from webhelpers import MOUNT, Server, Web
 
 from trailhouse import settings
+from trailhouse.deployment import Deployment
 from trailhouse.warehouse.table import Warehouse
 from trailhouse.web.render import STATIC_DIR
 
@@ -387,19 +388,25 @@ def test_mavs_page_shows_runs_and_says_how_to_get_a_permission_report(client: An
     assert "required permission missing: s3:GetObject" in page.text and "allow s3:GetObject" in page.text
 
 
-def test_mavs_page_lists_a_broken_file(client: Any, auth: Any, th_home: Any) -> None:
-    """th_home: a fresh, empty deployment (the app reads the settings on every request)."""
+def test_mavs_page_lists_a_broken_file(web: Any, auth: Any, th_home: Any) -> None:
+    """th_home: a fresh, empty deployment, served by an app of its own (an app reads its settings once)."""
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+    from starlette.testclient import TestClient
+
+    from trailhouse.alerting import roles
+    from trailhouse.web.app import create_app
+
     (th_home / "mavs").mkdir(parents=True)
     (th_home / "mavs" / "bad.yaml").write_text("name: bad\nbucket: b\npath: /x\n")
-    page = client.get(f"{MOUNT}/mavs", headers=auth("nobody"))
-    assert page.status_code == 403  # a fresh app database: no roles at all
-    from trailhouse.alerting import roles
-    from trailhouse.db import appdb
-
-    roles.grant(appdb.engine(settings.load().app_db_url), "ada", admin=True)
-    page = client.get(f"{MOUNT}/mavs", headers=auth("ada"))
-    assert page.status_code == 200 and "broken" in page.text and "exactly one of" in page.text
-    assert client.get(f"{MOUNT}/api/events", headers=auth("ada")).json()["events"] == []  # no table yet
+    with TestClient(Starlette(routes=[Mount(MOUNT, app=create_app())]), base_url="http://testserver",
+                    follow_redirects=False) as client:
+        page = client.get(f"{MOUNT}/mavs", headers=auth("ada"))
+        assert page.status_code == 403  # a fresh app database: no roles at all
+        roles.grant(Deployment().engine, "ada", admin=True)
+        page = client.get(f"{MOUNT}/mavs", headers=auth("ada"))
+        assert page.status_code == 200 and "broken" in page.text and "exactly one of" in page.text
+        assert client.get(f"{MOUNT}/api/events", headers=auth("ada")).json()["events"] == []  # no table yet
 
 
 # --- the real thing: Airflow's API server serves the plugin -----------------------------------
@@ -430,9 +437,8 @@ def test_airflow_api_server_mounts_the_plugin_and_its_tokens_work(airflow_server
 
 def test_coverage_page_shows_the_matrix_to_both_roles(client: Any, auth: Any) -> None:
     from trailhouse.alerting import coverage, rulebook
-    from trailhouse.web import data
 
-    cov = coverage.coverage(rulebook.all_rules(data.engine()))
+    cov = coverage.coverage(rulebook.all_rules(Deployment().engine))
     covered = [c for c in cov.cells if c.rules]
     for user in ("ada", "olivia"):
         page = client.get(f"{MOUNT}/coverage", headers=auth(user))

@@ -35,7 +35,7 @@ import sqlalchemy as sa
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from trailhouse import airflow_env, faults, settings
+from trailhouse import airflow_env, faults
 from trailhouse.common import SEVERITY_RANK, chunks
 from trailhouse.config import AccountIds, ConfigError
 from trailhouse.db import appdb
@@ -164,13 +164,8 @@ class OwnersFile(BaseModel):
         return self
 
 
-def owners_file() -> Path:
-    return settings.load().owners_file
-
-
-def load_owners(path: Path | None = None) -> list[Owner]:
-    """The owners of owners.yaml; none (logged) when the file does not exist."""
-    path = path or owners_file()
+def load_owners(path: Path) -> list[Owner]:
+    """The owners of owners.yaml at `path` (Settings.owners_file); none (logged) when the file does not exist."""
     if not path.exists():
         log.warning("no owners file at %s: alerts notify nobody", path)
         return []
@@ -233,9 +228,11 @@ def recipients_for(alert: Mapping[str, Any], owners: Sequence[Owner], rule_owner
 # --- planning: the outbox -----------------------------------------------------------------
 
 
-def plan(eng: sa.Engine, run_id: str, mav: str, alert_rows: Sequence[Mapping[str, Any]], *,
-         owners: Sequence[Owner] | None = None, now: datetime | None = None) -> int:
+def plan(eng: sa.Engine, run_id: str, mav: str, alert_rows: Sequence[Mapping[str, Any]], *, owners_file: Path,
+         base_url: str, owners: Sequence[Owner] | None = None, now: datetime | None = None) -> int:
     """Queue one message per recipient and channel for the run's new alerts; returns rows queued.
+
+    Recipients come from `owners` or else the file `owners_file`; messages link to pages under `base_url`.
 
     Idempotent per run: a row already planned (same run, recipient and channel) is left as it
     is, so a retried task neither duplicates nor rewrites what may already have been sent.
@@ -243,7 +240,7 @@ def plan(eng: sa.Engine, run_id: str, mav: str, alert_rows: Sequence[Mapping[str
     wanted = [a for a in alert_rows if a.get("notify", True)]
     if not wanted:
         return 0
-    owners = load_owners() if owners is None else owners
+    owners = load_owners(owners_file) if owners is None else owners
     groups: dict[str, tuple[Owner, list[Mapping[str, Any]]]] = {}
     unrouted = 0
     for alert in wanted:
@@ -264,7 +261,7 @@ def plan(eng: sa.Engine, run_id: str, mav: str, alert_rows: Sequence[Mapping[str
             conn.execute(appdb.alerts.update().where(appdb.alerts.c.id.in_(part))
                          .values(planned_at=ts))
         for name, (owner, alerts) in sorted(groups.items()):
-            subject, body = render(mav, run_id, name, alerts)
+            subject, body = render(mav, run_id, name, alerts, base_url=base_url)
             ids = ",".join(str(i) for i in sorted({int(a["id"]) for a in alerts}))
             for channel in owner.channels:
                 planned += _insert_once(conn, {
@@ -300,14 +297,15 @@ def _insert_once(conn: sa.Connection, row: dict[str, Any]) -> int:
     return 1 if conn.execute(stmt).rowcount == 1 else 0
 
 
-def render(mav: str, run_id: str, recipient: str, alerts: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
-    """(subject, body) of one owner's message: alert facts and links only, never a secret."""
+def render(mav: str, run_id: str, recipient: str, alerts: Sequence[Mapping[str, Any]], *,
+           base_url: str) -> tuple[str, str]:
+    """(subject, body) of one owner's message: alert facts and links (under `base_url`) only, never a secret."""
     ordered = sorted(alerts, key=lambda a: (-_rank(a.get("severity")), str(a.get("first_event_time") or ""),
                                             int(a["id"])))
     n = len(ordered)
     highest = str(ordered[0].get("severity") or "unknown").upper()
     subject = f"[trailhouse] {n} new alert{'' if n == 1 else 's'} (highest: {highest}) — {mav}"
-    base = settings.load().base_url
+    base = base_url.rstrip("/")
     lines = [f"trailhouse raised {n} new alert{'' if n == 1 else 's'} in MAV {mav} (run {run_id}).", ""]
     for i, a in enumerate(ordered[:MAX_LISTED], 1):
         event_id = str(a.get("first_event_id") or "")
@@ -358,9 +356,11 @@ def _utc(ts: datetime | None) -> datetime:
 # --- delivery -----------------------------------------------------------------------------
 
 
-def deliver(eng: sa.Engine, *, run_id: str | None = None, now: datetime | None = None, max_attempts: int = 5,
-            owners: Sequence[Owner] | None = None) -> dict[str, int]:
+def deliver(eng: sa.Engine, *, owners_file: Path, run_id: str | None = None, now: datetime | None = None,
+            max_attempts: int = 5, owners: Sequence[Owner] | None = None) -> dict[str, int]:
     """Send every due pending row (of one run, or of all); returns {sent, retrying, failed}.
+
+    Each row's owner and channel are looked up in `owners` or else the file `owners_file`.
 
     A failed send is retried after 30 s × 2^(attempts before it) — 30 s, 1 min, 2 min, 4 min —
     at the next deliver() after that time; the row is `failed` after max_attempts.
@@ -377,7 +377,7 @@ def deliver(eng: sa.Engine, *, run_id: str | None = None, now: datetime | None =
         return counts
     config_error = ""
     try:
-        by_name = {o.name: o for o in (load_owners() if owners is None else owners)}
+        by_name = {o.name: o for o in (load_owners(owners_file) if owners is None else owners)}
     except ConfigError as exc:  # every due row fails this attempt, visibly, until the file is fixed
         by_name, config_error = {}, str(exc)
     for row in due:
@@ -392,7 +392,7 @@ def deliver(eng: sa.Engine, *, run_id: str | None = None, now: datetime | None =
             continue
         secrets: list[str] = []
         try:
-            notifier = _notifier_for(row, by_name, config_error, secrets)
+            notifier = _notifier_for(row, by_name, config_error, secrets, owners_file)
             secrets += notifier.secrets
             notifier.send(row["subject"], row["body"], message_id(row),
                           alert_ids=[int(i) for i in row["alert_ids"].split(",") if i])
@@ -467,16 +467,16 @@ class Notifier(Protocol):
 
 
 def _notifier_for(row: Mapping[str, Any], by_name: Mapping[str, Owner], config_error: str,
-                  secrets: list[str]) -> Notifier:
+                  secrets: list[str], owners_file: Path) -> Notifier:
     """The notifier of a row's channel; `secrets` receives the connection's secrets as soon as it is read."""
     if config_error:
         raise NotifyError(config_error)
     owner = by_name.get(row["recipient"])
     if owner is None:
-        raise NotifyError(f"owner {row['recipient']!r} is no longer in {owners_file()}")
+        raise NotifyError(f"owner {row['recipient']!r} is no longer in {owners_file}")
     channel = next((c for c in owner.channels if c.label == row["channel"]), None)
     if channel is None:
-        raise NotifyError(f"owner {row['recipient']!r} no longer has the channel {row['channel']} in {owners_file()}")
+        raise NotifyError(f"owner {row['recipient']!r} no longer has the channel {row['channel']} in {owners_file}")
     conn = _connection(channel.connection)
     extra = _extra(conn)
     secrets += [s for s in (conn.password, conn.host if _is_url(conn.host) else None) if s]

@@ -33,7 +33,7 @@ def register(sub: Any) -> None:
 def cmd_alerts_list(args: argparse.Namespace) -> int:
     from trailhouse.alerting import alerts
 
-    rows = alerts.query(context.engine(), mav=args.mav, account=args.account, rule=args.rule, severity=args.severity,
+    rows = alerts.query(args.dep.engine, mav=args.mav, account=args.account, rule=args.rule, severity=args.severity,
                         status=args.status, limit=args.limit)
     output.print_rows(ALERT_COLUMNS, [tuple(r[c] for c in ALERT_COLUMNS) for r in rows], args.format)
     return 0
@@ -42,7 +42,7 @@ def cmd_alerts_list(args: argparse.Namespace) -> int:
 def cmd_alerts_show(args: argparse.Namespace) -> int:
     from trailhouse.alerting import alerts
 
-    eng = context.engine()
+    eng = args.dep.engine
     alert = alerts.get(eng, args.id)
     for key, value in alert.items():
         print(f"{key:18} {output.cell(value)}")
@@ -55,7 +55,7 @@ def cmd_alerts_show(args: argparse.Namespace) -> int:
 def cmd_alerts_status(args: argparse.Namespace) -> int:
     from trailhouse.alerting import alerts
 
-    context.actor(args.actor)  # any role may change an alert's status; no role, no access
-    alert = alerts.set_status(context.engine(), args.id, args.status, by=args.actor)
+    context.actor(args.dep, args.actor)  # any role may change an alert's status; no role, no access
+    alert = alerts.set_status(args.dep.engine, args.id, args.status, by=args.actor)
     print(f"alert {alert['id']} is {alert['status']} (by {alert['status_by']} at {output.cell(alert['status_at'])})")
     return 0

@@ -1,23 +1,18 @@
-"""What every command group needs: the app database, the acting user, common argument types."""
+"""What every command group needs: the acting user and common argument types (the deployment
+itself, `args.dep`, is built once by `trailhouse.cli.main`)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
 
-from trailhouse import settings
+from trailhouse.deployment import Deployment
 
 
-def engine() -> Any:
-    from trailhouse.db import appdb
-
-    return appdb.engine(settings.load().app_db_url)
-
-
-def actor(name: str) -> Any:
+def actor(dep: Deployment, name: str) -> Any:
     from trailhouse.alerting import roles
 
-    return roles.actor(engine(), name)
+    return roles.actor(dep.engine, name)
 
 
 def accounts_arg(text: str | None) -> list[str]:

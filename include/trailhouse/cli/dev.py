@@ -62,4 +62,4 @@ def cmd_synth(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from trailhouse.dev import demo
 
-    return demo.main()
+    return demo.main(args.dep)

@@ -22,10 +22,14 @@ def main(argv: list[str] | None = None) -> int:
         # terminal of a one-off run; task errors still show. `trailhouse airflow` keeps them.
         os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "ERROR")
     from trailhouse import airflow_env
+    from trailhouse.deployment import Deployment
 
+    # The settings are read once, here; every command takes them (and the app database and
+    # warehouse they name) from args.dep.
+    args.dep = Deployment()
     # Before anything imports Airflow: every command reads the same Airflow home, database
     # and Fernet key (a connection stored by `mav add` must be found by `mav validate`).
-    airflow_env.configure()
+    airflow_env.configure(args.dep.settings)
     from trailhouse.airflow_env import MissingConnection
     from trailhouse.alerting.roles import Forbidden
     from trailhouse.alerting.rules import UnsafeCondition

@@ -7,8 +7,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from trailhouse import settings
-
 
 def register(sub: Any) -> None:
     mav = sub.add_parser("mav", help="add, list and validate multi-account views").add_subparsers(metavar="ACTION")
@@ -37,7 +35,7 @@ def cmd_mav_add(args: argparse.Namespace) -> int:
     from trailhouse.config import ConfigError, Mav, read_credentials_csv
     from trailhouse.pipeline import setup
 
-    cfg = settings.load()
+    cfg = args.dep.settings
     accounts = [a.strip() for a in args.accounts.split(",") if a.strip()]
     mav = Mav(
         name=args.name,
@@ -66,7 +64,7 @@ def cmd_mav_add(args: argparse.Namespace) -> int:
 def cmd_mav_list(args: argparse.Namespace) -> int:
     from trailhouse.config import ConfigError, scan_mavs
 
-    cfg = settings.load()
+    cfg = args.dep.settings
     found = scan_mavs(cfg.mav_dir)
     if not found:
         print(f"no MAVs in {cfg.mav_dir}; add one with `trailhouse mav add`")
@@ -81,10 +79,9 @@ def cmd_mav_list(args: argparse.Namespace) -> int:
 
 
 def cmd_mav_validate(args: argparse.Namespace) -> int:
-    from trailhouse.config import load_mav
     from trailhouse.pipeline import setup
 
-    mav = load_mav(settings.load().mav_dir, args.name)
+    mav = args.dep.mav(args.name)
     report = setup.access_report(mav)
     if report is None:
         print(f"{mav.name}: local folder {mav.path} is readable")

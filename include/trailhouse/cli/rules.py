@@ -72,7 +72,7 @@ def cmd_rules_list(args: argparse.Namespace) -> int:
     from trailhouse.alerting import rulebook
     from trailhouse.db import appdb
 
-    eng = context.engine()
+    eng = args.dep.engine
     with eng.connect() as conn:
         last = dict(conn.execute(sa.select(appdb.alerts.c.rule_id, sa.func.max(appdb.alerts.c.last_event_time))
                                  .group_by(appdb.alerts.c.rule_id)).all())
@@ -89,7 +89,7 @@ def cmd_rules_list(args: argparse.Namespace) -> int:
 def cmd_rules_test(args: argparse.Namespace) -> int:
     from trailhouse.alerting import rulebook, rules
 
-    selected = [r for r in rulebook.all_rules(context.engine()) if not args.ids or r.id in args.ids]
+    selected = [r for r in rulebook.all_rules(args.dep.engine) if not args.ids or r.id in args.ids]
     failed = total = 0
     for rule in selected:
         for res in rules.test_rule(rule):
@@ -114,7 +114,7 @@ def cmd_rules_eval(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    selected = [r for r in rulebook.all_rules(context.engine(), enabled_only=not args.rule) if not args.rule or r.id in args.rule]
+    selected = [r for r in rulebook.all_rules(args.dep.engine, enabled_only=not args.rule) if not args.rule or r.id in args.rule]
     table = rules.records_table(events, mav="eval")
     con = rules.connect(table)
     # Per event, a threshold rule is listed when the event meets its condition; whether the
@@ -139,7 +139,7 @@ def cmd_rules_eval(args: argparse.Namespace) -> int:
 def cmd_rules_add(args: argparse.Namespace) -> int:
     from trailhouse.alerting import rulebook
 
-    rule = rulebook.create_rule(context.engine(), context.actor(args.actor), rule_id=args.id, title=args.title,
+    rule = rulebook.create_rule(args.dep.engine, context.actor(args.dep, args.actor), rule_id=args.id, title=args.title,
                                 condition=args.condition, severity=args.severity,
                                 accounts=context.accounts_arg(args.accounts), description=args.description)
     print(f"rule {rule.id} saved for {', '.join(rule.scope_accounts) or 'every account'}")
@@ -153,7 +153,7 @@ def cmd_rules_update(args: argparse.Namespace) -> int:
                if v is not None}
     if args.accounts is not None:
         changes["accounts"] = context.accounts_arg(args.accounts)
-    rule = rulebook.update_rule(context.engine(), context.actor(args.actor), args.id, **changes)
+    rule = rulebook.update_rule(args.dep.engine, context.actor(args.dep, args.actor), args.id, **changes)
     print(f"rule {rule.id} updated")
     return 0
 
@@ -161,11 +161,11 @@ def cmd_rules_update(args: argparse.Namespace) -> int:
 def cmd_rules_switch(args: argparse.Namespace) -> int:
     from trailhouse.alerting import rulebook
 
-    actor = context.actor(args.actor)
+    actor = context.actor(args.dep, args.actor)
     if args.action == "delete":
-        rulebook.delete_rule(context.engine(), actor, args.id)
+        rulebook.delete_rule(args.dep.engine, actor, args.id)
     else:
-        rulebook.set_enabled(context.engine(), actor, args.id, args.action == "enable")
+        rulebook.set_enabled(args.dep.engine, actor, args.id, args.action == "enable")
     print(f"rule {args.id}: {args.action}d")
     return 0
 
@@ -173,7 +173,7 @@ def cmd_rules_switch(args: argparse.Namespace) -> int:
 def cmd_rules_coverage(args: argparse.Namespace) -> int:
     from trailhouse.alerting import coverage, rulebook
 
-    rules = rulebook.all_rules(context.engine())
+    rules = rulebook.all_rules(args.dep.engine)
     cov = coverage.coverage(rules)
     counts = cov.counts()
     if args.navigator:
@@ -258,11 +258,11 @@ def cmd_rules_import_sigma(args: argparse.Namespace) -> int:
             (args.out / f"{rule.id}.yaml").write_text(sigma.rule_yaml(rule))
             stored.append(rule.id)
     else:
-        actor = context.actor(args.actor)
+        actor = context.actor(args.dep, args.actor)
         for rule in result.rules:
             try:
                 rulebook.create_rule(
-                    context.engine(), actor, rule_id=rule.id, title=rule.title, condition=rule.condition,
+                    args.dep.engine, actor, rule_id=rule.id, title=rule.title, condition=rule.condition,
                     severity=rule.severity, accounts=context.accounts_arg(args.accounts),
                     description=rule.description, dedup_fields=rule.dedup.fields,
                     dedup_period_minutes=rule.dedup.period_minutes,

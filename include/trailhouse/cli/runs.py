@@ -8,7 +8,7 @@ import sys
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from trailhouse import output, settings
+from trailhouse import output
 from trailhouse.cli import context
 
 
@@ -52,7 +52,7 @@ def register(sub: Any) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from trailhouse.pipeline import runs
 
-    result = runs.run_mav(args.name, quiet=args.json, at=args.at)
+    result = runs.run_mav(args.dep, args.name, quiet=args.json, at=args.at)
     if args.json:
         keys = ("objects_found", "objects_loaded", "objects_quarantined", "events_loaded", "duplicates_dropped",
                 "list_calls", "objects_skipped", "get_calls", "partitions", "run_id", "status", "failed_tasks")
@@ -63,16 +63,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
-    from trailhouse import airflow_env
-    from trailhouse.config import load_mav
     from trailhouse.pipeline import backfill
 
-    airflow_env.configure()
-    mav = load_mav(settings.load().mav_dir, args.name)
+    mav = args.dep.mav(args.name)
     print(f"backfill of MAV {mav.name}: delivery days {args.first} .. {args.last} with {args.workers} workers "
           f"(notify: {'yes' if mav.notify_backfill else 'no, alerts recorded only'})", file=sys.stderr)
     try:
-        result = backfill.backfill(mav, args.first, args.last, workers=args.workers)
+        result = backfill.backfill(args.dep, mav, args.first, args.last, workers=args.workers)
     except KeyboardInterrupt:
         print("stopped. Run the same command again to resume: finished days are skipped, and the ledger "
               "skips every file already loaded.", file=sys.stderr)
@@ -95,12 +92,11 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     import sqlalchemy as sa
 
-    from trailhouse.config import load_mav
     from trailhouse.db import appdb
     from trailhouse.pipeline import health
 
-    mav = load_mav(settings.load().mav_dir, args.name)
-    eng = context.engine()
+    mav = args.dep.mav(args.name)
+    eng = args.dep.engine
     runs = appdb.latest_runs(eng, mav.name, args.runs)
     led = appdb.ledger
     lag = health.delivery_lags(eng, mav.name, [runs[0]["run_id"]]).get(runs[0]["run_id"]) if runs else None
@@ -121,15 +117,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_integrity(args: argparse.Namespace) -> int:
-    from trailhouse.config import load_mav
     from trailhouse.pipeline import steps as pipeline
 
-    mav = load_mav(settings.load().mav_dir, args.name)
+    mav = args.dep.mav(args.name)
     first = args.first or datetime.now(UTC).date() - timedelta(days=1)
     last = args.last or first
     start = datetime.combine(first, datetime.min.time(), tzinfo=UTC)
     end = datetime.combine(last + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
-    out = pipeline.integrity_step(mav, start, end, alert=not args.no_alerts)
+    out = pipeline.integrity_step(args.dep, mav, start, end, alert=not args.no_alerts)
     report, table = out["report"], out["completeness"]
     if args.json:
         print(json.dumps({"report": report.to_dict(), "completeness": table, "new_alerts": out["new_alerts"]},
@@ -150,10 +145,10 @@ def cmd_maintain(args: argparse.Namespace) -> int:
     from trailhouse.config import load_mav, load_mavs
     from trailhouse.pipeline import maintenance
 
-    cfg = settings.load()
+    cfg = args.dep.settings
     mavs = [load_mav(cfg.mav_dir, n) for n in args.names] if args.names else load_mavs(cfg.mav_dir)
     for mav in mavs:
-        out = maintenance.maintain(mav, vacuum_hours=args.vacuum_hours)
+        out = maintenance.maintain(args.dep, mav, vacuum_hours=args.vacuum_hours)
         c = out["compaction"]
         line = (f"{mav.name}: compacted {c['partitions']} partitions ({c['files_before']} -> {c['files_after']} files), "
                 f"{out['files_vacuumed']} old files vacuumed")

@@ -22,7 +22,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
     from trailhouse.pipeline import sql as query
 
     try:
-        cols, rows = query.run_sql(args.query)
+        cols, rows = query.run_sql(args.dep, args.query)
     except duckdb.Error as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

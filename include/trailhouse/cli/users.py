@@ -7,7 +7,6 @@ import os
 from typing import Any
 
 from trailhouse import output
-from trailhouse.cli import context
 
 
 def register(sub: Any) -> None:
@@ -28,7 +27,7 @@ def register(sub: Any) -> None:
 def cmd_users_grant(args: argparse.Namespace) -> int:
     from trailhouse.alerting import roles
 
-    actor = roles.grant(context.engine(), args.username, admin=args.admin, accounts=args.owner or [], by=os.environ.get("USER", "cli"))
+    actor = roles.grant(args.dep.engine, args.username, admin=args.admin, accounts=args.owner or [], by=os.environ.get("USER", "cli"))
     what = "security administrator" if actor.is_admin else f"owner of {', '.join(sorted(actor.accounts))}"
     print(f"{actor.username}: {what}")
     return 0
@@ -37,7 +36,7 @@ def cmd_users_grant(args: argparse.Namespace) -> int:
 def cmd_users_revoke(args: argparse.Namespace) -> int:
     from trailhouse.alerting import roles
 
-    roles.revoke(context.engine(), args.username)
+    roles.revoke(args.dep.engine, args.username)
     print(f"{args.username}: no role")
     return 0
 
@@ -46,6 +45,6 @@ def cmd_users_list(args: argparse.Namespace) -> int:
     from trailhouse.alerting import roles
 
     rows = [(r["username"], "admin" if r["is_admin"] else "owner", r["accounts"] or "-", output.cell(r["granted_at"]))
-            for r in roles.all_roles(context.engine())]
+            for r in roles.all_roles(args.dep.engine)]
     output.print_rows(["user", "role", "accounts", "granted_at"], rows)
     return 0

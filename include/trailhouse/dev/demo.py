@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from trailhouse.common import SEVERITIES
+from trailhouse.deployment import Deployment
 
 BUCKET = "trailhouse-demo"
 DEMO_DAYS = 3
@@ -119,12 +120,9 @@ def _demo_owners(accounts: list[str], home: Path) -> Path:
     return path
 
 
-def _show_alerts(run_id: str, mailbox: list[Any]) -> None:
-    from trailhouse import settings
+def _show_alerts(eng: Any, run_id: str, mailbox: list[Any]) -> None:
     from trailhouse.alerting import alerts
-    from trailhouse.db import appdb
 
-    eng = appdb.engine(settings.load().app_db_url)
     new = alerts.query(eng, run_id=run_id, limit=100_000)
     print(f"   alerts: {len(new)} new in this run")
     per_rule: dict[tuple[str, str], int] = {}
@@ -143,7 +141,8 @@ def _show_alerts(run_id: str, mailbox: list[Any]) -> None:
             print(f"   | ... ({len(lines) - 8} more lines)")
 
 
-def main() -> int:
+def main(dep: Deployment) -> int:
+    """`trailhouse demo` in the deployment `dep` (its home, app database and warehouse)."""
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "admin")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "admin")
     import boto3
@@ -155,10 +154,10 @@ def main() -> int:
     from trailhouse.pipeline import runs, setup
     from trailhouse.pipeline.sql import run_sql
 
-    configure()
+    configure(dep.settings)
     end = datetime.now(UTC).date() - timedelta(days=1)
     spec = synth.SynthSpec(end=end, days=DEMO_DAYS, bucket=BUCKET)
-    print(f"trailhouse demo (home: {settings.load().home})")
+    print(f"trailhouse demo (home: {dep.settings.home})")
     with moto_server() as endpoint, smtp_server() as (smtp_port, mailbox):
         print(f"1. local S3 endpoint (moto) at {endpoint}")
         s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
@@ -172,8 +171,8 @@ def main() -> int:
         print("3. registering MAV 'demo' (key pair into an Airflow connection, YAML without secrets)")
         mav = Mav(name="demo", bucket=BUCKET, endpoint_url=endpoint, lookback_hours=24 * (DEMO_DAYS + 1),
                   description="synthetic demo bucket on a local S3 endpoint")
-        print(f"   MAV 'demo' saved to {setup.add_mav(settings.load().mav_dir, mav, (key_id, secret))}")
-        owners = _demo_owners(written.accounts, settings.load().home)
+        print(f"   MAV 'demo' saved to {setup.add_mav(dep.settings.mav_dir, mav, (key_id, secret))}")
+        owners = _demo_owners(written.accounts, dep.settings.home)
         store_connection("trailhouse_demo_smtp", "", "", {"from": "trailhouse@example.com"}, conn_type="smtp",
                          host="127.0.0.1", port=smtp_port, description="demo SMTP server (aiosmtpd)")
         print(f"   owners of the accounts: {owners} (email through a local SMTP server on port {smtp_port})")
@@ -182,12 +181,12 @@ def main() -> int:
         assert report is not None
         print(report.render())
         print("5. running the MAV's DAG through Airflow")
-        result = runs.run_mav("demo")
+        result = runs.run_mav(dep, "demo")
         output.print_summary(result)
-        _show_alerts(result["run_id"], mailbox)
+        _show_alerts(dep.engine, result["run_id"], mailbox)
     print("6. sample query (trailhouse sql):")
     print(SAMPLE_SQL)
-    cols, rows = run_sql(SAMPLE_SQL)
+    cols, rows = run_sql(dep, SAMPLE_SQL)
     output.print_rows(cols, rows)
     print("\nTry: .venv/bin/trailhouse sql \"SELECT event_name, count(*) FROM cloudtrail_events "
           "GROUP BY 1 ORDER BY 2 DESC LIMIT 10\"")

@@ -123,15 +123,13 @@ class Lab:
     def snapshot(self, scenario: str) -> Snapshot:
         import sqlalchemy as sa
 
-        from trailhouse import settings
         from trailhouse.db import appdb
-        from trailhouse.warehouse.table import Warehouse
+        from trailhouse.deployment import Deployment
 
         with _env(self.env(scenario)):
-            cfg = settings.load()
-            ids = [r[0] for r in Warehouse(cfg.warehouse_uri).duckdb().execute(
-                "SELECT event_id FROM cloudtrail_events").fetchall()]
-            eng = appdb.engine(cfg.app_db_url)
+            dep = Deployment()  # the scenario's own home
+            ids = [r[0] for r in dep.warehouse.duckdb().execute("SELECT event_id FROM cloudtrail_events").fetchall()]
+            eng = dep.engine
             with eng.connect() as conn:
                 a = appdb.alerts.c
                 # Row.count is tuple.count: the column must be selected by name.
@@ -208,12 +206,11 @@ def run_suite(workdir: Path, points: tuple[str, ...] = POINTS, say: Any = print)
 
 
 def _expire_leases(lab: Lab, scenario: str) -> None:
-
-    from trailhouse import settings
     from trailhouse.db import appdb
+    from trailhouse.deployment import Deployment
 
     with _env(lab.env(scenario)):
-        eng = appdb.engine(settings.load().app_db_url)
+        eng = Deployment().engine
         with eng.begin() as conn:
             conn.execute(appdb.notifications.update().where(appdb.notifications.c.status == "pending")
                          .values(next_attempt_at=datetime(2000, 1, 1, tzinfo=UTC)))

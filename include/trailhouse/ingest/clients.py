@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from trailhouse import settings
 from trailhouse.config import Mav
 from trailhouse.ingest.source import LocalSource, S3Source, Source
 
@@ -21,13 +20,13 @@ def _key_pair(mav: Mav) -> tuple[str, str]:
     return get_credentials(mav.connection_id)
 
 
-def s3_client(mav: Mav) -> Any:
-    """A boto3 S3 client signed with the MAV's key pair from its Airflow connection."""
+def s3_client(mav: Mav, *, connections: int = 10) -> Any:
+    """A boto3 S3 client signed with the MAV's key pair from its Airflow connection, keeping up to
+    `connections` HTTP connections open (at least as many as the threads that use it at once)."""
     import boto3
     from botocore.config import Config
 
     key_id, secret = _key_pair(mav)
-    cfg = settings.load()
     return boto3.client(
         "s3",
         aws_access_key_id=key_id,
@@ -37,7 +36,7 @@ def s3_client(mav: Mav) -> Any:
         config=Config(
             # Throttling (SlowDown, 503) and resets are retried with backoff before a task fails.
             retries={"max_attempts": 8, "mode": "adaptive"},
-            max_pool_connections=max(10, cfg.download_threads),
+            max_pool_connections=max(10, connections),
             connect_timeout=10,
             read_timeout=60,
         ),
@@ -62,9 +61,10 @@ def cloudtrail_clients(mav: Mav) -> Callable[[str], Any]:
     return client
 
 
-def open_source(mav: Mav) -> Source:
-    """Where the MAV's delivery files are read: its local folder, or its bucket with its key pair."""
+def open_source(mav: Mav, *, connections: int = 10) -> Source:
+    """Where the MAV's delivery files are read: its local folder, or its bucket with its key pair
+    (`connections` as for s3_client)."""
     if mav.path is not None:
         return LocalSource(mav.path)
     assert mav.bucket is not None
-    return S3Source(s3_client(mav), mav.bucket)
+    return S3Source(s3_client(mav, connections=connections), mav.bucket)

@@ -585,9 +585,7 @@ def public_keys_or_reason(
             return None, f"no CloudTrail client for the MAV's key pair ({type(exc).__name__}: {_scrub(str(exc))})"
     if regions is None:
         if eng is None:
-            from trailhouse import settings
-
-            eng = appdb.engine(settings.load().app_db_url)
+            raise ValueError("public_keys_or_reason: pass the regions, or the app database (eng) to read them from")
         regions = digest_regions(eng, mav, start, end) or [mav.region]
     region_list = sorted(set(regions))
     keys: dict[str, Any] = {}

@@ -14,6 +14,7 @@ from typing import Any
 from trailhouse import settings
 from trailhouse.config import Mav
 from trailhouse.db import appdb
+from trailhouse.deployment import Deployment
 from trailhouse.pipeline import steps as pipeline
 
 RUN_PREFIX = "backfill__"
@@ -39,13 +40,14 @@ class BackfillResult:
     days: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _transform(mav_name: str, run_id: str, batch: dict[str, Any]) -> dict[str, Any]:
-    from trailhouse.config import load_mav
-
-    return pipeline.transform_step(load_mav(settings.load().mav_dir, mav_name), run_id, batch)
+def _transform(cfg: settings.Settings, mav_name: str, run_id: str, batch: dict[str, Any]) -> dict[str, Any]:
+    """A batch in a worker process, with the backfill's own settings."""
+    dep = Deployment(cfg)
+    return pipeline.transform_step(dep, dep.mav(mav_name), run_id, batch)
 
 
 def backfill(
+    dep: Deployment,
     mav: Mav,
     first: date,
     last: date,
@@ -62,7 +64,7 @@ def backfill(
     """
     if last < first:
         raise ValueError(f"--to {last} is before --from {first}")
-    eng = appdb.engine(settings.load().app_db_url)
+    eng = dep.engine
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     result = BackfillResult()
     started = time.monotonic()
@@ -77,16 +79,16 @@ def backfill(
                 continue
             t0 = time.monotonic()
             start = datetime.combine(day, datetime.min.time(), tzinfo=UTC)
-            batches = pipeline.discover_step(mav, run_id, start, start + timedelta(days=1), lookback_hours=0)
-            futures = [pool.submit(_transform, mav.name, run_id, b) for b in batches]
+            batches = pipeline.discover_step(dep, mav, run_id, start, start + timedelta(days=1), lookback_hours=0)
+            futures = [pool.submit(_transform, dep.settings, mav.name, run_id, b) for b in batches]
             results = []
             for done, fut in enumerate(as_completed(futures), 1):
                 results.append(fut.result())
                 if len(futures) > 1:
                     say(f"[{n}/{len(days)}] {day}: batch {done}/{len(futures)} transformed")
-            summary = pipeline.commit_step(mav, run_id, results)
-            evaluation = pipeline.evaluate_step(mav, run_id)
-            pipeline.notify_step(mav, run_id, evaluation["new_alerts"])
+            summary = pipeline.commit_step(dep, mav, run_id, results)
+            evaluation = pipeline.evaluate_step(dep, mav, run_id)
+            pipeline.notify_step(dep, mav, run_id, evaluation["new_alerts"])
             secs = time.monotonic() - t0
             result.days_done += 1
             for key in ("objects_loaded", "objects_quarantined", "events_loaded", "duplicates_dropped"):

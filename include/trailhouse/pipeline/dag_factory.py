@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from trailhouse import settings
 from trailhouse.config import ConfigError, Mav
+from trailhouse.deployment import Deployment
 
 DOC = """
 ### trailhouse MAV `{name}`
@@ -72,13 +72,13 @@ def _load_tasks(name: str) -> tuple[Any, Any, Any, Any]:
     def validate_access() -> dict[str, Any]:
         from trailhouse.pipeline import steps as pipeline
 
-        return pipeline.guarded(name, get_current_context(), "validate_access", pipeline.validate, _mav(name))
+        return pipeline.guarded(name, get_current_context(), "validate_access", pipeline.validate)
 
     @task
     def discover(data_interval_start: Any = None, data_interval_end: Any = None, run_id: str | None = None) -> list[dict[str, Any]]:
         from trailhouse.pipeline import steps as pipeline
 
-        return pipeline.guarded(name, get_current_context(), "discover", pipeline.discover_step, _mav(name), run_id,
+        return pipeline.guarded(name, get_current_context(), "discover", pipeline.discover_step, run_id,
                                 data_interval_start, data_interval_end)
 
     @task(map_index_template="{{ batch_label }}", max_active_tis_per_dagrun=8)
@@ -86,8 +86,8 @@ def _load_tasks(name: str) -> tuple[Any, Any, Any, Any]:
         from trailhouse.pipeline import steps as pipeline
 
         get_current_context()["batch_label"] = pipeline.batch_label(batch)  # type: ignore[typeddict-unknown-key]
-        return pipeline.guarded(name, get_current_context(), "transform", pipeline.transform_step, _mav(name),
-                                run_id, batch)
+        return pipeline.guarded(name, get_current_context(), "transform", pipeline.transform_step, run_id,
+                                batch)
 
     # none_failed: an interval with no new files maps zero transforms (skipped); the
     # commit still runs so the run's figures are recorded.
@@ -96,7 +96,7 @@ def _load_tasks(name: str) -> tuple[Any, Any, Any, Any]:
         from trailhouse.pipeline import steps as pipeline
 
         # One slice fetches every mapped result at once (iterating probes past the end).
-        return pipeline.guarded(name, get_current_context(), "commit", pipeline.commit_step, _mav(name), run_id,
+        return pipeline.guarded(name, get_current_context(), "commit", pipeline.commit_step, run_id,
                                 list(results[:]) if results is not None else [])
 
     return validate_access, discover, transform, commit
@@ -110,23 +110,16 @@ def _alert_tasks(name: str) -> tuple[Any, Any]:
     def evaluate_rules(run_id: str | None = None) -> dict[str, Any]:
         from trailhouse.pipeline import steps as pipeline
 
-        return pipeline.guarded(name, get_current_context(), "evaluate_rules", pipeline.evaluate_step, _mav(name),
-                                run_id)
+        return pipeline.guarded(name, get_current_context(), "evaluate_rules", pipeline.evaluate_step, run_id)
 
     @task
     def notify(evaluation: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
         from trailhouse.pipeline import steps as pipeline
 
-        return pipeline.guarded(name, get_current_context(), "notify", pipeline.notify_step, _mav(name), run_id,
+        return pipeline.guarded(name, get_current_context(), "notify", pipeline.notify_step, run_id,
                                 evaluation["new_alerts"])
 
     return evaluate_rules, notify
-
-
-def _mav(name: str) -> Mav:
-    from trailhouse.config import load_mav
-
-    return load_mav(settings.load().mav_dir, name)
 
 
 def build_maintenance_dag(names: list[str]) -> Any:
@@ -150,13 +143,14 @@ def build_maintenance_dag(names: list[str]) -> Any:
         def maintain(name: str) -> dict[str, Any]:
             from trailhouse.pipeline import maintenance
 
-            return maintenance.maintain(_mav(name))
+            dep = Deployment()
+            return maintenance.maintain(dep, dep.mav(name))
 
         maintain.expand(name=names)
     return dag
 
 
-def build_all() -> dict[str, Any]:
+def build_all(dep: Deployment | None = None) -> dict[str, Any]:
     """{dag_id: DAG} for every valid MAV file.
 
     A broken file is logged with its problem and skipped: one typo must not stop the
@@ -167,7 +161,7 @@ def build_all() -> dict[str, Any]:
     from trailhouse.config import load_mav_file
 
     dags: dict[str, Any] = {}
-    for path in sorted(settings.load().mav_dir.glob("*.yaml")):
+    for path in sorted((dep or Deployment()).settings.mav_dir.glob("*.yaml")):
         try:
             mav = load_mav_file(path)
         except ConfigError as exc:

@@ -7,12 +7,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from trailhouse import settings
 from trailhouse.common import chunks
 from trailhouse.config import Mav
 from trailhouse.db import appdb
+from trailhouse.deployment import Deployment
 from trailhouse.ingest.layout import parse_key
-from trailhouse.warehouse.table import Warehouse
 
 
 def prune_ledger(eng: sa.Engine, mav: str, cutoff: date) -> int:
@@ -27,18 +26,17 @@ def prune_ledger(eng: sa.Engine, mav: str, cutoff: date) -> int:
     return len(old)
 
 
-def maintain(mav: Mav, *, today: date | None = None, compact_days: int = 3, vacuum_hours: int = 168,
+def maintain(dep: Deployment, mav: Mav, *, today: date | None = None, compact_days: int = 3, vacuum_hours: int = 168,
              verify: bool = True) -> dict[str, Any]:
     """Verify yesterday against the digests, compact the recent partitions, apply retention, vacuum."""
-    cfg = settings.load()
-    wh = Warehouse(cfg.warehouse_uri)
+    wh = dep.warehouse
     today = today or datetime.now(UTC).date()
     out: dict[str, Any] = {"mav": mav.name}
     if verify:
         from trailhouse.pipeline import steps as pipeline
 
         start = datetime.combine(today - timedelta(days=1), datetime.min.time(), tzinfo=UTC)
-        checked = pipeline.integrity_step(mav, start, start + timedelta(days=1))
+        checked = pipeline.integrity_step(dep, mav, start, start + timedelta(days=1))
         report = checked["report"]
         out["integrity"] = {"digests": report.digests, "findings": len(report.findings),
                             "new_alerts": len(checked["new_alerts"]), "signatures_verified": report.signatures_verified}
@@ -51,7 +49,7 @@ def maintain(mav: Mav, *, today: date | None = None, compact_days: int = 3, vacu
         out["retention"] = {
             "cutoff": cutoff.isoformat(),
             "events_deleted": wh.delete_before(mav.name, cutoff),
-            "ledger_keys_pruned": prune_ledger(appdb.engine(cfg.app_db_url), mav.name, cutoff),
+            "ledger_keys_pruned": prune_ledger(dep.engine, mav.name, cutoff),
         }
     out["files_vacuumed"] = wh.vacuum(vacuum_hours)
     return out

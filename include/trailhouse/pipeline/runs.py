@@ -6,8 +6,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from trailhouse import airflow_env, settings
-from trailhouse.config import load_mav
+from trailhouse import airflow_env
+from trailhouse.deployment import Deployment
 
 
 def _to_terminal(line: str) -> None:
@@ -15,17 +15,17 @@ def _to_terminal(line: str) -> None:
     print(line, file=sys.__stderr__, flush=True)
 
 
-def run_mav(name: str, *, quiet: bool = False, at: datetime | None = None) -> dict[str, Any]:
+def run_mav(dep: Deployment, name: str, *, quiet: bool = False, at: datetime | None = None) -> dict[str, Any]:
     """Run the MAV's DAG once through Airflow (the latest hour plus look-back) and return its figures.
 
     Progress lines of every step go to the terminal unless `quiet`.
     """
-    airflow_env.configure()
+    airflow_env.configure(dep.settings)
     import warnings
 
     # Library deprecation chatter from inside Airflow is noise to someone running a MAV.
     warnings.filterwarnings("ignore", category=DeprecationWarning)
-    mav = load_mav(settings.load().mav_dir, name)
+    mav = dep.mav(name)
     airflow_env.ensure_db()
     from trailhouse.pipeline import steps
     from trailhouse.pipeline.dag_factory import build_dag
@@ -42,8 +42,8 @@ def run_mav(name: str, *, quiet: bool = False, at: datetime | None = None) -> di
         dr = dag.test(logical_date=now)
     finally:
         steps.show_progress(None)
-    result = steps.summary(mav, dr.run_id)
+    result = steps.summary(dep, mav, dr.run_id)
     result["dag_run_state"] = str(dr.state)
     result["failed_tasks"] = [ti.task_id for ti in dr.get_task_instances() if ti.state == "failed"]
-    result["quarantined"] = steps.quarantined(mav, dr.run_id)
+    result["quarantined"] = steps.quarantined(dep, mav, dr.run_id)
     return result

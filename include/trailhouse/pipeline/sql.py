@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from trailhouse import settings
-from trailhouse.db import appdb
+from trailhouse.deployment import Deployment
 
 
-def run_sql(query: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+def run_sql(dep: Deployment, query: str) -> tuple[list[str], list[tuple[Any, ...]]]:
     from trailhouse.alerting import alerts
-    from trailhouse.warehouse.table import Warehouse
 
-    con = Warehouse(settings.load().warehouse_uri).duckdb()
-    for name, table in alerts.arrow_tables(appdb.engine(settings.load().app_db_url)).items():
+    con = dep.warehouse.duckdb()
+    for name, table in alerts.arrow_tables(dep.engine).items():
         con.register(name, table)
     rel = con.execute(query)
     cols = [d[0] for d in rel.description] if rel.description else []

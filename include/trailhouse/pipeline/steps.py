@@ -7,15 +7,15 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from trailhouse import faults, settings
+from trailhouse import faults
 from trailhouse.common import chunks
 from trailhouse.config import Mav
 from trailhouse.db import appdb
+from trailhouse.deployment import Deployment
 from trailhouse.ingest.clients import open_source, s3_client
 from trailhouse.ingest.discover import discover, make_batches
 from trailhouse.ingest.source import LocalSource, ObjectInfo
 from trailhouse.ingest.transform import LOADED, QUARANTINED, BatchResult, transform_batch
-from trailhouse.warehouse.table import Warehouse
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +38,17 @@ def progress(msg: str, *args: Any) -> None:
 
 
 def guarded(mav_name: str, context: Any, task: str, fn: Any, *args: Any) -> Any:
-    """Run a task's step; on failure record why on the run (shown by `trailhouse run`), then re-raise."""
+    """A DAG task's body: `fn(deployment, mav, *args)` with the settings read once for the task and
+    the MAV's YAML as it is now; on failure record why on the run (shown by `trailhouse run`), then re-raise.
+    """
+    dep = Deployment()
     try:
-        return fn(*args)
+        return fn(dep, dep.mav(mav_name), *args)
     except Exception as exc:
         run_id = context.get("run_id") if context else None
         if run_id:
             try:
-                eng = appdb.engine(settings.load().app_db_url)
+                eng = dep.engine
                 # The message of our own errors names the problem and the fix, and never a
                 # secret (access and source errors scrub key ids).
                 appdb.save_run(eng, mav_name, run_id, status="failed", finished_at=appdb.now(),
@@ -55,7 +58,7 @@ def guarded(mav_name: str, context: Any, task: str, fn: Any, *args: Any) -> Any:
         raise
 
 
-def validate(mav: Mav) -> dict[str, Any]:
+def validate(dep: Deployment, mav: Mav) -> dict[str, Any]:
     """The permission report of the MAV's IAM user; raises when a required action is missing."""
     from trailhouse.ingest import access
 
@@ -70,13 +73,12 @@ def validate(mav: Mav) -> dict[str, Any]:
     return report.to_dict()
 
 
-def discover_step(mav: Mav, run_id: str, start: datetime, end: datetime, *,
+def discover_step(dep: Deployment, mav: Mav, run_id: str, start: datetime, end: datetime, *,
                   lookback_hours: int | None = None) -> list[dict[str, Any]]:
     """List new objects, record digest/Insights files, and return the batches to transform."""
-    cfg = settings.load()
-    eng = appdb.engine(cfg.app_db_url)
-    source = open_source(mav)
-    found = discover(source, eng, mav, start, end, threads=cfg.download_threads, lookback_hours=lookback_hours)
+    eng = dep.engine
+    source = open_source(mav, connections=dep.settings.download_threads)
+    found = discover(source, eng, mav, start, end, threads=dep.settings.download_threads, lookback_hours=lookback_hours)
     appdb.record_objects(
         eng,
         mav.name,
@@ -99,7 +101,7 @@ def discover_step(mav: Mav, run_id: str, start: datetime, end: datetime, *,
         objects_recorded=len(found.routed),
         list_calls=found.list_calls,
     )
-    batches = make_batches(found.new, cfg.batch_bytes)
+    batches = make_batches(found.new, dep.settings.batch_bytes)
     progress(
         "discover: %s: %d accounts (%s layout), %d objects found, %d new in %d batches, %d already loaded, %d LIST calls",
         mav.name, len(found.accounts), "+".join(found.layouts), found.found, len(found.new), len(batches),
@@ -117,19 +119,18 @@ def batch_label(batch: dict[str, Any]) -> str:
     return f"batch {batch['index']}: {len(objects)} files, {mb:.1f} MB"
 
 
-def transform_step(mav: Mav, run_id: str, batch: dict[str, Any]) -> dict[str, Any]:
+def transform_step(dep: Deployment, mav: Mav, run_id: str, batch: dict[str, Any]) -> dict[str, Any]:
     """Task: parse one batch of delivery files into staged Parquet in the table's layout,
     quarantining files that cannot be read; returns the batch's result for the commit.
     """
-    cfg = settings.load()
     objects = [ObjectInfo(k, e, s) for k, e, s in batch["objects"]]
     result = transform_batch(
-        open_source(mav),
+        open_source(mav, connections=dep.settings.download_threads),
         objects,
         mav=mav.name,
         # straight into the table's folder, invisible until the commit adds the files
-        staging_dir=Warehouse(cfg.warehouse_uri).table_uri,
-        threads=cfg.download_threads,
+        staging_dir=dep.warehouse.table_uri,
+        threads=dep.settings.download_threads,
     )
     quarantined = [o for o in result.outcomes if o.status == QUARANTINED]
     for o in quarantined:
@@ -139,19 +140,18 @@ def transform_step(mav: Mav, run_id: str, batch: dict[str, Any]) -> dict[str, An
     return result.to_dict()
 
 
-def commit_step(mav: Mav, run_id: str, results: list[dict[str, Any]]) -> dict[str, Any]:
+def commit_step(dep: Deployment, mav: Mav, run_id: str, results: list[dict[str, Any]]) -> dict[str, Any]:
     """Add the run's staged rows to the table in one Delta commit, then ledger the keys (in that order).
 
     A crash between the two leaves keys unledgered: the next try loads them again and the
     commit, keyed on event_id, drops them as duplicates, so nothing is lost and nothing doubled.
     The ledger and the run's figures are written in one transaction.
     """
-    cfg = settings.load()
-    eng = appdb.engine(cfg.app_db_url)
+    eng = dep.engine
     batches = [BatchResult.from_dict(r) for r in results if r]
     staged = [f for b in batches for f in b.staged]
     faults.point("commit.before_delta_commit")
-    committed = Warehouse(cfg.warehouse_uri).commit(staged, run_id=run_id, lock=appdb.writer_lock(eng))
+    committed = dep.warehouse.commit(staged, run_id=run_id, lock=appdb.writer_lock(eng))
     faults.point("commit.after_delta_commit")
     outcomes = [o for b in batches for o in b.outcomes]
     dates = {k: v for b in batches for k, v in b.dates.items()}
@@ -184,12 +184,12 @@ def commit_step(mav: Mav, run_id: str, results: list[dict[str, Any]]) -> dict[st
     faults.point("commit.after_ledger")
     progress("commit: %d events inserted, %d duplicates dropped, %d partitions, table version %s",
              committed.inserted, committed.duplicates, len(committed.partitions), committed.version)
-    return summary(mav, run_id)
+    return summary(dep, mav, run_id)
 
 
-def summary(mav: Mav, run_id: str) -> dict[str, Any]:
+def summary(dep: Deployment, mav: Mav, run_id: str) -> dict[str, Any]:
     """The run's figures as the CLI prints them (and `--json` emits)."""
-    row = appdb.get_run(appdb.engine(settings.load().app_db_url), mav.name, run_id) or {}
+    row = appdb.get_run(dep.engine, mav.name, run_id) or {}
     keys = (
         "objects_found", "objects_loaded", "objects_skipped", "objects_quarantined", "objects_recorded",
         "events_loaded", "duplicates_dropped", "list_calls", "get_calls", "bytes",
@@ -203,11 +203,11 @@ def summary(mav: Mav, run_id: str) -> dict[str, Any]:
     return out
 
 
-def quarantined(mav: Mav, run_id: str) -> list[dict[str, Any]]:
+def quarantined(dep: Deployment, mav: Mav, run_id: str) -> list[dict[str, Any]]:
     """The keys of a run's files that were quarantined, with the reason of each."""
     import sqlalchemy as sa
 
-    eng = appdb.engine(settings.load().app_db_url)
+    eng = dep.engine
     q = sa.select(appdb.ledger.c.key, appdb.ledger.c.reason).where(
         appdb.ledger.c.mav == mav.name, appdb.ledger.c.run_id == run_id, appdb.ledger.c.status == QUARANTINED
     )
@@ -215,7 +215,7 @@ def quarantined(mav: Mav, run_id: str) -> list[dict[str, Any]]:
         return [dict(r) for r in conn.execute(q).mappings()]
 
 
-def pending_events(mav: Mav) -> tuple[Any, list[str]]:
+def pending_events(dep: Deployment, mav: Mav) -> tuple[Any, list[str]]:
     """The events of the MAV's loaded keys that no evaluation has taken yet, and those keys.
 
     Evaluation is state in the ledger, not the memory of one run: whichever run (or retry,
@@ -225,15 +225,14 @@ def pending_events(mav: Mav) -> tuple[Any, list[str]]:
     """
     import sqlalchemy as sa
 
-    cfg = settings.load()
-    eng = appdb.engine(cfg.app_db_url)
+    eng = dep.engine
     led = appdb.ledger
     with eng.connect() as conn:
         rows = conn.execute(sa.select(led.c.key, led.c.event_dates).where(
             led.c.mav == mav.name, led.c.status == LOADED, led.c.evaluated_at.is_(None))).all()
     keys = [k for k, _ in rows]
     dates = sorted({datetime.fromisoformat(d).date() for _, ds in rows for d in (ds or "").split(",") if d})
-    wh = Warehouse(cfg.warehouse_uri)
+    wh = dep.warehouse
     if not keys or not dates:
         return wh.select("FALSE"), keys
     return wh.select(
@@ -242,7 +241,7 @@ def pending_events(mav: Mav) -> tuple[Any, list[str]]:
     ), keys
 
 
-def history_for(events: Any, lookback: Any) -> Any:
+def history_for(dep: Deployment, events: Any, lookback: Any) -> Any:
     """Events in the look-back window before (and during) `events`, for threshold rules."""
     import pyarrow.compute as pc
 
@@ -251,25 +250,24 @@ def history_for(events: Any, lookback: Any) -> Any:
         return None
     lo, hi = pc.min(times).as_py() - lookback, pc.max(times).as_py()
     days = [lo.date() + timedelta(days=i) for i in range((hi.date() - lo.date()).days + 1)]
-    return Warehouse(settings.load().warehouse_uri).select(
+    return dep.warehouse.select(
         "event_date IN (SELECT unnest($days)) AND event_time BETWEEN $lo AND $hi", {"days": days, "lo": lo, "hi": hi}
     )
 
 
-def evaluate_step(mav: Mav, run_id: str) -> dict[str, Any]:
+def evaluate_step(dep: Deployment, mav: Mav, run_id: str) -> dict[str, Any]:
     """Run every enabled rule over the events this run committed; store deduplicated alerts."""
     from trailhouse.alerting import alerts, rulebook, rules
 
-    cfg = settings.load()
-    eng = appdb.engine(cfg.app_db_url)
-    events, keys = pending_events(mav)
+    eng = dep.engine
+    events, keys = pending_events(dep, mav)
     enabled = rulebook.all_rules(eng, enabled_only=True)
     if events.num_rows == 0:
         _mark_evaluated(eng, mav, keys)
         progress("evaluate_rules: no new events")
         return {"events": 0, "matches": 0, "new_alerts": [], "rule_errors": {}}
     lookback = max((r.max_lookback for r in enabled), default=None)
-    con = rules.connect(events, history_for(events, lookback))
+    con = rules.connect(events, history_for(dep, events, lookback))
     result = rules.evaluate(con, enabled)
     con.close()
     # Backfill runs record their alerts; whether they notify is the MAV's choice.
@@ -294,7 +292,7 @@ def _mark_evaluated(eng: Any, mav: Mav, keys: list[str]) -> None:
                          .values(evaluated_at=appdb.now()))
 
 
-def notify_step(mav: Mav, run_id: str, new_alert_ids: list[int] | None = None) -> dict[str, Any]:
+def notify_step(dep: Deployment, mav: Mav, run_id: str, new_alert_ids: list[int] | None = None) -> dict[str, Any]:
     """One message per recipient per run, for every alert of the MAV not yet planned.
 
     Like evaluation, this is state: alerts are marked planned in the same transaction as
@@ -304,7 +302,7 @@ def notify_step(mav: Mav, run_id: str, new_alert_ids: list[int] | None = None) -
 
     from trailhouse.alerting import notify
 
-    eng = appdb.engine(settings.load().app_db_url)
+    eng = dep.engine
     a = appdb.alerts
     with eng.connect() as conn:
         rows = [dict(r) for r in conn.execute(sa.select(a).where(
@@ -313,20 +311,21 @@ def notify_step(mav: Mav, run_id: str, new_alert_ids: list[int] | None = None) -
         owners = dict(conn.execute(sa.select(appdb.custom_rules.c.id, appdb.custom_rules.c.owner)).all())
     for row in rows:
         row["rule_owner"] = owners.get(row["rule_id"])
-    planned = notify.plan(eng, run_id, mav.name, rows)
+    cfg = dep.settings
+    planned = notify.plan(eng, run_id, mav.name, rows, owners_file=cfg.owners_file, base_url=cfg.base_url)
     faults.point("notify.after_plan")
     # Every due message, not only this run's: a failed delivery of an earlier run is retried here.
-    delivered = notify.deliver(eng)
+    delivered = notify.deliver(eng, owners_file=cfg.owners_file)
     progress("notify: %d alerts to notify, %d messages planned, delivery %s", len(rows), planned, delivered)
     return {"planned": planned, **delivered}
 
 
-def integrity_step(mav: Mav, start: datetime, end: datetime, *, alert: bool = True) -> dict[str, Any]:
+def integrity_step(dep: Deployment, mav: Mav, start: datetime, end: datetime, *, alert: bool = True) -> dict[str, Any]:
     """Digest verification of a window: findings become alerts through the normal pipeline."""
     from trailhouse.alerting import alerts
     from trailhouse.integrity import verify as integrity
 
-    eng = appdb.engine(settings.load().app_db_url)
+    eng = dep.engine
     source = open_source(mav)
     keys, note = integrity.public_keys_or_reason(mav, start, end, eng=eng)
     report = integrity.verify(source, eng, mav, start, end, public_keys=keys, keys_note=note)
@@ -341,7 +340,7 @@ def integrity_step(mav: Mav, start: datetime, end: datetime, *, alert: bool = Tr
                    if "not yet loaded" not in str(m.event.get("detail", ""))]
         new = alerts.store(eng, matches, mav=mav.name, run_id=run_id, notify=True)
         if new:
-            notify_step(mav, run_id, new)
+            notify_step(dep, mav, run_id, new)
     progress("integrity: %d digests, %d findings, %d new alerts; signatures %s", report.digests,
              len(report.findings), len(new), "verified" if report.signatures_verified else "NOT verified")
     return {"report": report, "completeness": table, "new_alerts": new}

@@ -127,6 +127,11 @@ class Warehouse:
         self.storage_options = storage_options
         self.table_uri = f"{self.uri}/{TABLE}"
 
+    @property
+    def is_remote(self) -> bool:
+        """Whether the table lives in an object store (s3://...) rather than on a local disk."""
+        return storage.is_remote(self.table_uri)
+
     def _table(self) -> Any:
         from deltalake import DeltaTable
 

@@ -18,9 +18,10 @@ from trailhouse.alerting import alerts, rulebook
 from trailhouse.alerting.roles import Forbidden
 from trailhouse.alerting.rules import SEVERITIES
 from trailhouse.common import Severity
+from trailhouse.deployment import Deployment
 from trailhouse.ingest import records
 from trailhouse.web import data, search
-from trailhouse.web.deps import CSRF, NO_NUL, AlertFilters, CallerDep, FilterParams, Page, PageSize
+from trailhouse.web.deps import CSRF, NO_NUL, AlertFilters, CallerDep, DeploymentDep, FilterParams, Page, PageSize
 
 router = APIRouter(tags=["api"])
 
@@ -58,19 +59,19 @@ def me(caller: CallerDep) -> dict[str, Any]:
 
 
 @router.get("/events", summary="Search events (newest first), scoped to the caller's accounts")
-def list_events(caller: CallerDep, params: FilterParams, page: Page = 1, page_size: PageSize = 50) -> dict[str, Any]:
+def list_events(caller: CallerDep, dep: DeploymentDep, params: FilterParams, page: Page = 1, page_size: PageSize = 50) -> dict[str, Any]:
     f = _filters(params)
-    with search.events_connection() as con:
-        result = search.search(con, f, caller.scope, page=page, page_size=page_size, remote=data.warehouse_remote())
+    with search.events_connection(dep.warehouse) as con:
+        result = search.search(con, f, caller.scope, page=page, page_size=page_size, remote=dep.warehouse.is_remote)
     return {"filters": search.to_params(f), "page": page, "page_size": page_size, "has_next": result.has_next,
             "events": result.rows}
 
 
 @router.get("/events/summary", summary="Counts by account, region, service, event name, principal, source IP; events over time")
-def events_summary(caller: CallerDep, params: FilterParams) -> dict[str, Any]:
+def events_summary(caller: CallerDep, dep: DeploymentDep, params: FilterParams) -> dict[str, Any]:
     f = _filters(params)
-    with search.events_connection() as con:
-        s = search.summary(con, f, caller.scope, remote=data.warehouse_remote())
+    with search.events_connection(dep.warehouse) as con:
+        s = search.summary(con, f, caller.scope, remote=dep.warehouse.is_remote)
     return {"filters": search.to_params(f), "total": s.total, "errors": s.errors,
             "top": {k: [{"value": v, "count": n} for v, n in rows] for k, rows in s.top.items()},
             "bucket_seconds": s.bucket_seconds, "series": [{"start": t, "count": n} for t, n in s.series]}
@@ -123,11 +124,11 @@ def _json_chunks(table: Any) -> Iterator[str]:
 @router.get("/events/export", summary="The current search as a CSV or JSON download (newest first)",
             response_class=StreamingResponse,
             responses={200: {"content": {"text/csv": {}, "application/json": {}}}})
-def export_events(caller: CallerDep, params: FilterParams,
+def export_events(caller: CallerDep, dep: DeploymentDep, params: FilterParams,
                   format: Annotated[Literal["csv", "json"], Query(description="csv or json")] = "csv") -> StreamingResponse:
     f = _filters(params)
-    with search.events_connection() as con:
-        table = search.export_table(con, f, caller.scope, remote=data.warehouse_remote())
+    with search.events_connection(dep.warehouse) as con:
+        table = search.export_table(con, f, caller.scope, remote=dep.warehouse.is_remote)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     headers = {"Content-Disposition": f'attachment; filename="trailhouse-events-{stamp}.{format}"',
                "X-Trailhouse-Rows": str(table.num_rows)}
@@ -138,20 +139,20 @@ def export_events(caller: CallerDep, params: FilterParams,
     return StreamingResponse(_csv_chunks(table), media_type="text/csv; charset=utf-8", headers=headers)
 
 
-def event_or_404(caller: Any, event_id: str, day: str | None) -> dict[str, Any]:
+def event_or_404(dep: Deployment, caller: Any, event_id: str, day: str | None) -> dict[str, Any]:
     """The event's row if the caller may see it. A foreign account's event is "not found", exactly like
     a missing one: the answer must not reveal that it exists."""
     when = data.parse_day(day)
-    with search.events_connection() as con:
-        row = search.get_event(con, event_id, caller.scope, day=when, remote=data.warehouse_remote())
+    with search.events_connection(dep.warehouse) as con:
+        row = search.get_event(con, event_id, caller.scope, day=when, remote=dep.warehouse.is_remote)
     if row is None:
         raise HTTPException(404, "no such event in the accounts you can see")
     return row
 
 
 @router.get("/events/{event_id}", summary="One event: the original CloudTrail record and related searches")
-def get_event(caller: CallerDep, event_id: EventId, day: Day = None) -> dict[str, Any]:
-    row = event_or_404(caller, event_id, day)
+def get_event(caller: CallerDep, dep: DeploymentDep, event_id: EventId, day: Day = None) -> dict[str, Any]:
+    row = event_or_404(dep, caller, event_id, day)
     return {
         "event_id": row["event_id"], "event_date": row["event_date"], "account_id": row["account_id"],
         "mav": row["mav"], "source_key": row["source_key"], "ingested_at": row["ingested_at"],
@@ -169,24 +170,24 @@ class StatusIn(BaseModel):
 
 
 @router.get("/alerts", summary="Every alert in the deployment (every role sees every alert), newest first")
-def list_alerts(caller: CallerDep, filters: AlertFilters, page: Page = 1, page_size: PageSize = 50) -> dict[str, Any]:
-    rows = alerts.query(data.engine(), **filters, limit=page_size + 1, offset=(page - 1) * page_size)
+def list_alerts(caller: CallerDep, dep: DeploymentDep, filters: AlertFilters, page: Page = 1, page_size: PageSize = 50) -> dict[str, Any]:
+    rows = alerts.query(dep.engine, **filters, limit=page_size + 1, offset=(page - 1) * page_size)
     return {"page": page, "page_size": page_size, "has_next": len(rows) > page_size, "alerts": rows[:page_size]}
 
 
 @router.get("/alerts/{alert_id}", summary="One alert and the events behind it that the caller may see")
-def get_alert(caller: CallerDep, alert_id: AlertId) -> dict[str, Any]:
+def get_alert(caller: CallerDep, dep: DeploymentDep, alert_id: AlertId) -> dict[str, Any]:
     with domain_errors():
-        alert = alerts.get(data.engine(), alert_id)
-    behind = data.alert_events(caller, alert_id)
+        alert = alerts.get(dep.engine, alert_id)
+    behind = data.alert_events(dep, caller, alert_id)
     return {"alert": alert, **behind}
 
 
 @router.post("/alerts/{alert_id}/status", summary="Acknowledge, resolve or reopen an alert (who and when recorded)",
              dependencies=CSRF)
-def set_alert_status(caller: CallerDep, alert_id: AlertId, body: StatusIn) -> dict[str, Any]:
+def set_alert_status(caller: CallerDep, dep: DeploymentDep, alert_id: AlertId, body: StatusIn) -> dict[str, Any]:
     with domain_errors():
-        return alerts.set_status(data.engine(), alert_id, body.status, by=caller.username)
+        return alerts.set_status(dep.engine, alert_id, body.status, by=caller.username)
 
 
 # --- rules ----------------------------------------------------------------------------------
@@ -228,16 +229,16 @@ class EnabledIn(BaseModel):
 
 
 @router.get("/rules", summary="Built-in and custom rules with scope, owner, state and last hit")
-def list_rules(caller: CallerDep) -> list[dict[str, Any]]:
-    return data.all_rules(caller)
+def list_rules(caller: CallerDep, dep: DeploymentDep) -> list[dict[str, Any]]:
+    return data.all_rules(dep, caller)
 
 
 @router.post("/rules", status_code=201, summary="Create a custom rule (owners: for their own accounts only)",
              dependencies=CSRF)
-def create_rule(caller: CallerDep, body: RuleIn) -> dict[str, Any]:
+def create_rule(caller: CallerDep, dep: DeploymentDep, body: RuleIn) -> dict[str, Any]:
     with domain_errors():
         data.check_rule_text(body.title, body.description, body.condition)
-        rule = rulebook.create_rule(data.engine(), caller.actor, rule_id=body.id, title=body.title,
+        rule = rulebook.create_rule(dep.engine, caller.actor, rule_id=body.id, title=body.title,
                                     condition=body.condition, severity=body.severity, accounts=body.accounts,
                                     description=body.description)
     return data.rule_view(caller, rule, {})
@@ -245,16 +246,16 @@ def create_rule(caller: CallerDep, body: RuleIn) -> dict[str, Any]:
 
 @router.post("/rules/preview", summary="Run a condition over the last 24 hours of the caller's events; saves nothing",
              dependencies=CSRF)
-def preview_rule(caller: CallerDep, body: PreviewIn) -> dict[str, Any]:
+def preview_rule(caller: CallerDep, dep: DeploymentDep, body: PreviewIn) -> dict[str, Any]:
     with domain_errors():
-        p = data.preview(caller, body.condition, body.accounts)
+        p = data.preview(dep, caller, body.condition, body.accounts)
     return {"accounts": p.accounts, "not_yours": p.not_yours, "start": p.start, "end": p.end, "events": p.events,
             "capped": p.capped, "matches": p.matches, "alerts": p.alerts, "examples": p.rows}
 
 
 @router.get("/rules/{rule_id}", summary="One rule")
-def get_rule(caller: CallerDep, rule_id: RuleId) -> dict[str, Any]:
-    found = data.find_rule(caller, rule_id)
+def get_rule(caller: CallerDep, dep: DeploymentDep, rule_id: RuleId) -> dict[str, Any]:
+    found = data.find_rule(dep, caller, rule_id)
     if found is None:
         raise HTTPException(404, f"no rule {rule_id!r}")
     return found
@@ -262,27 +263,27 @@ def get_rule(caller: CallerDep, rule_id: RuleId) -> dict[str, Any]:
 
 @router.patch("/rules/{rule_id}", summary="Change a custom rule (the new scope is checked like a new rule's)",
               dependencies=CSRF)
-def update_rule(caller: CallerDep, rule_id: RuleId, body: RuleChange) -> dict[str, Any]:
+def update_rule(caller: CallerDep, dep: DeploymentDep, rule_id: RuleId, body: RuleChange) -> dict[str, Any]:
     changes = body.model_dump(exclude_none=True)
     with domain_errors():
         data.check_rule_text(changes.get("title"), changes.get("description"), changes.get("condition"))
         if not changes:
             raise ValueError("nothing to change")
-        rule = rulebook.update_rule(data.engine(), caller.actor, rule_id, **changes)
-    return data.rule_view(caller, rule, data.last_hits())
+        rule = rulebook.update_rule(dep.engine, caller.actor, rule_id, **changes)
+    return data.rule_view(caller, rule, data.last_hits(dep.engine))
 
 
 @router.post("/rules/{rule_id}/enabled", summary="Switch a rule on or off (built-in rules: administrators only)",
              dependencies=CSRF)
-def set_rule_enabled(caller: CallerDep, rule_id: RuleId, body: EnabledIn) -> dict[str, Any]:
+def set_rule_enabled(caller: CallerDep, dep: DeploymentDep, rule_id: RuleId, body: EnabledIn) -> dict[str, Any]:
     with domain_errors():
-        rulebook.set_enabled(data.engine(), caller.actor, rule_id, body.enabled)
-    return get_rule(caller, rule_id)
+        rulebook.set_enabled(dep.engine, caller.actor, rule_id, body.enabled)
+    return get_rule(caller, dep, rule_id)
 
 
 # --- MAVs -----------------------------------------------------------------------------------
 
 
 @router.get("/mavs", summary="Per MAV: last runs, delivery-to-load lag, quarantined objects, permission report")
-def list_mavs(caller: CallerDep) -> list[dict[str, Any]]:
-    return data.mavs()
+def list_mavs(caller: CallerDep, dep: DeploymentDep) -> list[dict[str, Any]]:
+    return data.mavs(dep)

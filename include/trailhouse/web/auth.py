@@ -28,7 +28,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from trailhouse.alerting.roles import Forbidden
 from trailhouse.web import render
-from trailhouse.web.context import CALLER_KEY, Caller, auth_manager, current_caller
+from trailhouse.web.context import CALLER_KEY, Caller, auth_manager, current_caller, deployment
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +51,6 @@ class AuthError(Exception):
 def csrf_for(token: str) -> str:
     # Only someone who can read the session cookie can compute this; a cross-site form cannot.
     return hmac.new(b"trailhouse-csrf", token.encode(), hashlib.sha256).hexdigest()
-
-
-def _app_engine() -> Any:
-    from trailhouse import settings
-    from trailhouse.db import appdb
-
-    return appdb.engine(settings.load().app_db_url)
 
 
 async def authenticate(request: Request) -> Caller:
@@ -86,7 +79,7 @@ async def authenticate(request: Request) -> Caller:
         raise
     username = user.get_name()
     try:
-        actor = await to_thread.run_sync(lambda: roles.actor(_app_engine(), username))
+        actor = await to_thread.run_sync(lambda: roles.actor(deployment(request).engine, username))
     except Forbidden as exc:
         raise AuthError(403, str(exc)) from None
     return Caller(username=username, actor=actor, via="bearer" if bearer else "cookie", csrf_token=csrf_for(token))

@@ -1,4 +1,5 @@
-"""The request context every layer of the web app reads: who is calling, and Airflow's auth manager.
+"""The request context every layer of the web app reads: the deployment, who is calling, and
+Airflow's auth manager.
 
 Kept apart from auth.py (which authenticates) so that render.py can read the caller
 without importing the middleware that itself renders error pages.
@@ -12,6 +13,7 @@ from typing import Any
 from fastapi import Request
 
 from trailhouse.alerting.roles import Actor
+from trailhouse.deployment import Deployment
 
 CALLER_KEY = "trailhouse.caller"
 
@@ -53,3 +55,12 @@ def auth_manager() -> Any:
 
 def current_caller(request: Request) -> Caller | None:
     return request.scope.get(CALLER_KEY)
+
+
+def deployment(request: Request) -> Deployment:
+    """The web app's deployment: its settings read once, at the app's first request, and kept."""
+    state = request.app.state
+    dep = getattr(state, "deployment", None)
+    if dep is None:
+        dep = state.deployment = Deployment()
+    return dep

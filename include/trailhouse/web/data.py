@@ -9,9 +9,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from trailhouse import settings
 from trailhouse.alerting import rulebook, rules
 from trailhouse.db import appdb
+from trailhouse.deployment import Deployment
 from trailhouse.pipeline import health
 from trailhouse.web import search
 from trailhouse.web.auth import Caller
@@ -24,14 +24,6 @@ PREVIEW_SHOWN = 50
 BLOB_COLUMNS = frozenset({"resources", "request_parameters", "response_elements", "additional_event_data",
                           "service_event_details", "extra_fields"})
 MAX_TEXT = {"title": 256, "description": 4000}
-
-
-def engine() -> sa.Engine:
-    return appdb.engine(settings.load().app_db_url)
-
-
-def warehouse_remote() -> bool:
-    return search.is_remote(settings.load().warehouse_uri)
 
 
 def no_nul(**values: str | None) -> None:
@@ -48,10 +40,10 @@ def split_accounts(text: str | None) -> list[str]:
 # --- alerts ---------------------------------------------------------------------------------
 
 
-def alert_events(caller: Caller, alert_id: int) -> dict[str, Any]:
+def alert_events(dep: Deployment, caller: Caller, alert_id: int) -> dict[str, Any]:
     """The events behind an alert that the caller may see, and how many others exist."""
     ae = appdb.alert_events
-    with engine().connect() as conn:
+    with dep.engine.connect() as conn:
         links = conn.execute(
             sa.select(ae.c.event_id, ae.c.event_date, ae.c.account_id).where(ae.c.alert_id == alert_id)
             .order_by(ae.c.event_time.desc(), ae.c.event_id)).all()
@@ -59,8 +51,8 @@ def alert_events(caller: Caller, alert_id: int) -> dict[str, Any]:
     visible = [(eid, day) for eid, day, acct in links if scope is None or acct in scope]
     rows: list[dict[str, Any]] = []
     if visible:
-        with search.events_connection() as con:
-            rows = search.events_by_id(con, visible[:ALERT_EVENTS_SHOWN], scope, remote=warehouse_remote())
+        with search.events_connection(dep.warehouse) as con:
+            rows = search.events_by_id(con, visible[:ALERT_EVENTS_SHOWN], scope, remote=dep.warehouse.is_remote)
     return {"total": len(links), "hidden": len(links) - len(visible), "events": rows,
             "truncated": len(visible) > ALERT_EVENTS_SHOWN}
 
@@ -68,9 +60,9 @@ def alert_events(caller: Caller, alert_id: int) -> dict[str, Any]:
 # --- rules ----------------------------------------------------------------------------------
 
 
-def last_hits() -> dict[str, Any]:
+def last_hits(eng: sa.Engine) -> dict[str, Any]:
     a = appdb.alerts
-    with engine().connect() as conn:
+    with eng.connect() as conn:
         return dict(conn.execute(sa.select(a.c.rule_id, sa.func.max(a.c.last_event_time)).group_by(a.c.rule_id)).all())
 
 
@@ -99,15 +91,15 @@ def rules_in_force(eng: sa.Engine) -> list[rules.Rule]:
     return rulebook.all_rules(eng)
 
 
-def all_rules(caller: Caller) -> list[dict[str, Any]]:
-    hits = last_hits()
-    return [rule_view(caller, r, hits) for r in rules_in_force(engine())]
+def all_rules(dep: Deployment, caller: Caller) -> list[dict[str, Any]]:
+    hits = last_hits(dep.engine)
+    return [rule_view(caller, r, hits) for r in rules_in_force(dep.engine)]
 
 
-def find_rule(caller: Caller, rule_id: str) -> dict[str, Any] | None:
-    for r in rules_in_force(engine()):
+def find_rule(dep: Deployment, caller: Caller, rule_id: str) -> dict[str, Any] | None:
+    for r in rules_in_force(dep.engine):
         if r.id == rule_id:
-            return rule_view(caller, r, last_hits())
+            return rule_view(caller, r, last_hits(dep.engine))
     return None
 
 
@@ -144,7 +136,7 @@ def _columns_for(condition: str) -> list[str]:
     return [c.name for c in COLUMNS if c.name not in BLOB_COLUMNS or c.name in named]
 
 
-def preview(caller: Caller, condition: str, accounts: list[str], *, now: datetime | None = None) -> Preview:
+def preview(dep: Deployment, caller: Caller, condition: str, accounts: list[str], *, now: datetime | None = None) -> Preview:
     """Run a condition over the last 24 hours of the caller's events (and the rule's accounts), saving nothing."""
     no_nul(condition=condition)
     condition = rules.validate_condition(condition)  # UnsafeCondition names the problem
@@ -158,9 +150,10 @@ def preview(caller: Caller, condition: str, accounts: list[str], *, now: datetim
         not_yours = sorted(requested - allowed)
     else:
         allowed, not_yours = (None if scope is None else set(scope)), []
-    with search.events_connection() as con:
+    with search.events_connection(dep.warehouse) as con:
         table = search.events_table(con, start, end, None if allowed is None else frozenset(allowed),
-                                    _columns_for(condition), limit=PREVIEW_MAX_ROWS + 1, remote=warehouse_remote())
+                                    _columns_for(condition), limit=PREVIEW_MAX_ROWS + 1,
+                                    remote=dep.warehouse.is_remote)
     capped = table.num_rows > PREVIEW_MAX_ROWS
     table = table.slice(0, PREVIEW_MAX_ROWS)
     rule = rules.Rule(id="preview.rule", title="preview", severity="info", condition=condition, builtin=False,
@@ -229,19 +222,19 @@ def mav_status(eng: sa.Engine, mav: Any, *, runs: int = 10, quarantine_shown: in
     }
 
 
-def mavs() -> list[dict[str, Any]]:
+def mavs(dep: Deployment) -> list[dict[str, Any]]:
     """Every MAV file: its status, or the problem that keeps a broken file from loading."""
     from trailhouse.config import ConfigError, scan_mavs
 
-    eng = engine()
+    eng = dep.engine
     return [{"name": path.stem, "broken": str(mav)} if isinstance(mav, ConfigError) else mav_status(eng, mav)
-            for path, mav in scan_mavs(settings.load().mav_dir)]
+            for path, mav in scan_mavs(dep.settings.mav_dir)]
 
 
-def mav_names() -> list[str]:
+def mav_names(dep: Deployment) -> list[str]:
     from trailhouse.config import mav_files
 
-    return [p.stem for p in mav_files(settings.load().mav_dir)]
+    return [p.stem for p in mav_files(dep.settings.mav_dir)]
 
 
 def parse_day(text: str | None) -> date | None:

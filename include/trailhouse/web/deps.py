@@ -6,11 +6,14 @@ from typing import Annotated, TypedDict
 
 from fastapi import Depends, Query
 
+from trailhouse.deployment import Deployment
 from trailhouse.web.auth import Caller, caller, check_csrf
+from trailhouse.web.context import deployment
 
 NO_NUL = r"^[^\x00]*$"
 Text = Annotated[str | None, Query(max_length=256, pattern=NO_NUL)]
 CallerDep = Annotated[Caller, Depends(caller)]
+DeploymentDep = Annotated[Deployment, Depends(deployment)]
 CSRF = [Depends(check_csrf)]
 
 

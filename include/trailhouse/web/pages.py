@@ -13,11 +13,12 @@ from trailhouse.alerting import alerts, rulebook, rules
 from trailhouse.alerting.roles import Forbidden
 from trailhouse.alerting.rules import UnsafeCondition
 from trailhouse.common import principal_of
+from trailhouse.deployment import Deployment
 from trailhouse.ingest import records
 from trailhouse.web import data, render, search
 from trailhouse.web.api import AlertId, Day, EventId, RuleId, event_or_404
 from trailhouse.web.chart import bar_chart
-from trailhouse.web.deps import CSRF, NO_NUL, AlertFilters, CallerDep, FilterParams, Page, PageSize
+from trailhouse.web.deps import CSRF, NO_NUL, AlertFilters, CallerDep, DeploymentDep, FilterParams, Page, PageSize
 
 router = APIRouter(tags=["pages"], default_response_class=HTMLResponse)
 
@@ -32,7 +33,7 @@ def _local(t: datetime) -> str:
     return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
-def _filter_context(request: Request, caller: Any, params: dict[str, str | None]) -> dict[str, Any]:
+def _filter_context(request: Request, dep: Deployment, caller: Any, params: dict[str, str | None]) -> dict[str, Any]:
     """Parse the filters for a page; a bad value is shown on the form instead of failing the page."""
     problem = None
     try:
@@ -46,21 +47,21 @@ def _filter_context(request: Request, caller: Any, params: dict[str, str | None]
               for label, h in RANGES]
     return {"f": f, "form": {k: (v or "") for k, v in params.items()}, "start_value": _local(f.start),
             "end_value": _local(f.end), "problem": problem, "query": search.to_params(f), "ranges": ranges,
-            "mav_names": data.mav_names(), "user_types": USER_TYPES,
+            "mav_names": data.mav_names(dep), "user_types": USER_TYPES,
             "accounts_hint": None if caller.is_admin else sorted(caller.actor.accounts)}
 
 
 @router.get("/", summary="Events report (the start page)")
 @router.get("/events", summary="Events report: filters, results newest first, links to details and exports")
-def events_page(request: Request, caller: CallerDep, params: FilterParams, page: Page = 1,
+def events_page(request: Request, caller: CallerDep, dep: DeploymentDep, params: FilterParams, page: Page = 1,
                 page_size: PageSize = 50) -> Response:
-    ctx = _filter_context(request, caller, params)
+    ctx = _filter_context(request, dep, caller, params)
     rows: list[dict[str, Any]] = []
     has_next = False
     if ctx["problem"] is None:
-        with search.events_connection() as con:
+        with search.events_connection(dep.warehouse) as con:
             result = search.search(con, ctx["f"], caller.scope, page=page, page_size=page_size,
-                                   remote=data.warehouse_remote())
+                                   remote=dep.warehouse.is_remote)
         rows, has_next = result.rows, result.has_next
     return render.page(request, "events.html", {
         **ctx, "title": "Events", "section": "events", "rows": rows, "page": page, "page_size": page_size,
@@ -69,13 +70,13 @@ def events_page(request: Request, caller: CallerDep, params: FilterParams, page:
 
 
 @router.get("/events/summary", summary="Summary of the filtered events: top values and events over time")
-def summary_page(request: Request, caller: CallerDep, params: FilterParams) -> Response:
-    ctx = _filter_context(request, caller, params)
+def summary_page(request: Request, caller: CallerDep, dep: DeploymentDep, params: FilterParams) -> Response:
+    ctx = _filter_context(request, dep, caller, params)
     summary = None
     chart = None
     if ctx["problem"] is None:
-        with search.events_connection() as con:
-            summary = search.summary(con, ctx["f"], caller.scope, remote=data.warehouse_remote())
+        with search.events_connection(dep.warehouse) as con:
+            summary = search.summary(con, ctx["f"], caller.scope, remote=dep.warehouse.is_remote)
         chart = bar_chart(summary.series, summary.bucket_seconds)
     filter_keys = {"account": "account", "region": "region", "service": "source", "event name": "name",
                    "principal": "principal", "source IP": "ip"}
@@ -86,8 +87,8 @@ def summary_page(request: Request, caller: CallerDep, params: FilterParams) -> R
 
 
 @router.get("/events/{event_id}", summary="One event: the whole original record and related searches")
-def event_page(request: Request, caller: CallerDep, event_id: EventId, day: Day = None) -> Response:
-    row = event_or_404(caller, event_id, day)
+def event_page(request: Request, caller: CallerDep, dep: DeploymentDep, event_id: EventId, day: Day = None) -> Response:
+    row = event_or_404(dep, caller, event_id, day)
     record = records.rebuild(row)
     related = [(label, search.to_params(f)) for label, f in search.related(row).items()]
     return render.page(request, "event.html", {
@@ -110,25 +111,25 @@ def _safe_back(request: Request, back: str | None, default: str) -> str:
 
 
 @router.get("/alerts", summary="Every alert in the deployment, with filters; acknowledge and resolve")
-def alerts_page(request: Request, caller: CallerDep, filters: AlertFilters, page: Page = 1,
+def alerts_page(request: Request, caller: CallerDep, dep: DeploymentDep, filters: AlertFilters, page: Page = 1,
                 page_size: PageSize = 50) -> Response:
-    rows = alerts.query(data.engine(), **filters, limit=page_size + 1, offset=(page - 1) * page_size)
+    rows = alerts.query(dep.engine, **filters, limit=page_size + 1, offset=(page - 1) * page_size)
     here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     return render.page(request, "alerts.html", {
         "title": "Alerts", "section": "alerts", "rows": rows[:page_size], "has_next": len(rows) > page_size,
         "page": page, "form": {k: v or "" for k, v in filters.items()}, "query": {k: v for k, v in filters.items() if v},
-        "severities": rules.SEVERITIES, "statuses": alerts.STATUSES, "mav_names": data.mav_names(),
-        "rule_ids": [r["id"] for r in data.all_rules(caller)], "back": here,
+        "severities": rules.SEVERITIES, "statuses": alerts.STATUSES, "mav_names": data.mav_names(dep),
+        "rule_ids": [r["id"] for r in data.all_rules(dep, caller)], "back": here,
     })
 
 
 @router.get("/alerts/{alert_id}", summary="One alert and the events behind it (scoped to the caller's accounts)")
-def alert_page(request: Request, caller: CallerDep, alert_id: AlertId) -> Response:
+def alert_page(request: Request, caller: CallerDep, dep: DeploymentDep, alert_id: AlertId) -> Response:
     try:
-        alert = alerts.get(data.engine(), alert_id)
+        alert = alerts.get(dep.engine, alert_id)
     except LookupError:
         raise HTTPException(404, f"no alert {alert_id}") from None
-    behind = data.alert_events(caller, alert_id)
+    behind = data.alert_events(dep, caller, alert_id)
     return render.page(request, "alert.html", {
         "title": f"Alert {alert_id}", "section": "alerts", "alert": alert, **behind,
         "statuses": alerts.STATUSES, "back": request.url.path,
@@ -137,12 +138,12 @@ def alert_page(request: Request, caller: CallerDep, alert_id: AlertId) -> Respon
 
 @router.post("/alerts/{alert_id}/status", summary="Acknowledge, resolve or reopen an alert (form)",
              dependencies=CSRF, status_code=303)
-def alert_status_form(request: Request, caller: CallerDep, alert_id: AlertId,
+def alert_status_form(request: Request, caller: CallerDep, dep: DeploymentDep, alert_id: AlertId,
                       status: Annotated[str, Form(max_length=16)],
                       back: Annotated[str, Form(max_length=2048)] = "",
                       csrf_token: Annotated[str, Form(max_length=128)] = "") -> Response:
     try:
-        alerts.set_status(data.engine(), alert_id, status, by=caller.username)
+        alerts.set_status(dep.engine, alert_id, status, by=caller.username)
     except LookupError:
         raise HTTPException(404, f"no alert {alert_id}") from None
     except ValueError as exc:
@@ -155,10 +156,10 @@ def alert_status_form(request: Request, caller: CallerDep, alert_id: AlertId,
 
 
 @router.get("/rules", summary="Built-in and custom rules: scope, owner, state and last hit")
-def rules_page(request: Request, caller: CallerDep,
+def rules_page(request: Request, caller: CallerDep, dep: DeploymentDep,
                saved: Annotated[str | None, Query(max_length=128, pattern=NO_NUL)] = None) -> Response:
     return render.page(request, "rules.html", {
-        "title": "Rules", "section": "rules", "rules": data.all_rules(caller), "saved": saved,
+        "title": "Rules", "section": "rules", "rules": data.all_rules(dep, caller), "saved": saved,
     })
 
 
@@ -172,18 +173,18 @@ def _rule_form(request: Request, caller: Any, *, rule: dict[str, Any] | None, va
     }, status_code=status_code)
 
 
-def _preview_or_problem(caller: Any, values: dict[str, str]) -> tuple[data.Preview | None, str | None, int]:
+def _preview_or_problem(dep: Deployment, caller: Any, values: dict[str, str]) -> tuple[data.Preview | None, str | None, int]:
     try:
-        return data.preview(caller, values["condition"], data.split_accounts(values["accounts"])), None, 200
+        return data.preview(dep, caller, values["condition"], data.split_accounts(values["accounts"])), None, 200
     except (UnsafeCondition, ValueError) as exc:
         return None, f"Preview not possible: {exc}", 400
 
 
 @router.get("/coverage", summary="ATT&CK coverage: tactics x techniques with the rules behind each cell")
-def coverage_page(request: Request, caller: CallerDep, covered: bool = False) -> Response:
+def coverage_page(request: Request, caller: CallerDep, dep: DeploymentDep, covered: bool = False) -> Response:
     from trailhouse.alerting import coverage
 
-    in_force = data.rules_in_force(data.engine())
+    in_force = data.rules_in_force(dep.engine)
     cov = coverage.coverage(in_force)
     tactics = [(short, name, [c for c in cells if c.rules or not covered]) for short, name, cells in cov.by_tactic()]
     return render.page(request, "coverage.html", {
@@ -200,7 +201,7 @@ def new_rule_page(request: Request, caller: CallerDep) -> Response:
 
 
 @router.post("/rules/new", summary="Preview or save a new custom rule (form)", dependencies=CSRF)
-def new_rule_submit(request: Request, caller: CallerDep,
+def new_rule_submit(request: Request, caller: CallerDep, dep: DeploymentDep,
                     rule_id: Annotated[str, Form(max_length=128, pattern=NO_NUL)] = "",
                     title: FormText = "", severity: Annotated[str, Form(max_length=16)] = "medium",
                     condition: Annotated[str, Form(max_length=4000, pattern=NO_NUL)] = "",
@@ -211,12 +212,12 @@ def new_rule_submit(request: Request, caller: CallerDep,
     values = {"rule_id": rule_id.strip(), "title": title, "severity": severity, "condition": condition,
               "description": description, "accounts": accounts}
     if action != "save":
-        preview, problem, code = _preview_or_problem(caller, values)
+        preview, problem, code = _preview_or_problem(dep, caller, values)
         return _rule_form(request, caller, rule=None, values=values, preview=preview, problem=problem,
                           status_code=code)
     try:
         data.check_rule_text(title, description, condition)
-        rulebook.create_rule(data.engine(), caller.actor, rule_id=values["rule_id"], title=title.strip(),
+        rulebook.create_rule(dep.engine, caller.actor, rule_id=values["rule_id"], title=title.strip(),
                              condition=condition, severity=severity, accounts=data.split_accounts(accounts),
                              description=description)
     except Forbidden as exc:
@@ -226,8 +227,8 @@ def new_rule_submit(request: Request, caller: CallerDep,
     return RedirectResponse(f"{render.root(request)}/rules{render.qs(saved=values['rule_id'])}", status_code=303)
 
 
-def _rule_or_404(caller: Any, rule_id: str) -> dict[str, Any]:
-    found = data.find_rule(caller, rule_id)
+def _rule_or_404(dep: Deployment, caller: Any, rule_id: str) -> dict[str, Any]:
+    found = data.find_rule(dep, caller, rule_id)
     if found is None:
         raise HTTPException(404, f"no rule {rule_id!r}")
     return found
@@ -239,24 +240,24 @@ def _values_of(rule: dict[str, Any]) -> dict[str, str]:
 
 
 @router.get("/rules/{rule_id}", summary="A rule: edit form for custom rules, read-only view of built-in ones")
-def rule_page(request: Request, caller: CallerDep, rule_id: RuleId) -> Response:
-    rule = _rule_or_404(caller, rule_id)
+def rule_page(request: Request, caller: CallerDep, dep: DeploymentDep, rule_id: RuleId) -> Response:
+    rule = _rule_or_404(dep, caller, rule_id)
     return _rule_form(request, caller, rule=rule, values=_values_of(rule))
 
 
 @router.post("/rules/{rule_id}", summary="Preview or save changes to a custom rule (form)", dependencies=CSRF)
-def rule_submit(request: Request, caller: CallerDep, rule_id: RuleId,
+def rule_submit(request: Request, caller: CallerDep, dep: DeploymentDep, rule_id: RuleId,
                 title: FormText = "", severity: Annotated[str, Form(max_length=16)] = "medium",
                 condition: Annotated[str, Form(max_length=4000, pattern=NO_NUL)] = "",
                 accounts: Annotated[str, Form(max_length=13000, pattern=NO_NUL)] = "",
                 description: Annotated[str, Form(max_length=4000, pattern=NO_NUL)] = "",
                 action: Annotated[str, Form(max_length=16)] = "preview",
                 csrf_token: Annotated[str, Form(max_length=128)] = "") -> Response:
-    rule = _rule_or_404(caller, rule_id)
+    rule = _rule_or_404(dep, caller, rule_id)
     values = {"rule_id": rule_id, "title": title, "severity": severity, "condition": condition,
               "description": description, "accounts": accounts}
     if action != "save":
-        preview, problem, code = _preview_or_problem(caller, values)
+        preview, problem, code = _preview_or_problem(dep, caller, values)
         return _rule_form(request, caller, rule=rule, values=values, preview=preview, problem=problem,
                           status_code=code)
     try:
@@ -264,7 +265,7 @@ def rule_submit(request: Request, caller: CallerDep, rule_id: RuleId,
             raise Forbidden("built-in rules are changed in sql/rules/*.yaml, not here; only their switch is "
                             "changed here (by security administrators)")
         data.check_rule_text(title, description, condition)
-        rulebook.update_rule(data.engine(), caller.actor, rule_id, title=title.strip(), severity=severity,
+        rulebook.update_rule(dep.engine, caller.actor, rule_id, title=title.strip(), severity=severity,
                              condition=condition, accounts=data.split_accounts(accounts), description=description)
     except Forbidden as exc:
         return _rule_form(request, caller, rule=rule, values=values, problem=f"Not saved: {exc}", status_code=403)
@@ -276,11 +277,11 @@ def rule_submit(request: Request, caller: CallerDep, rule_id: RuleId,
 
 
 @router.post("/rules/{rule_id}/enabled", summary="Switch a rule on or off (form)", dependencies=CSRF)
-def rule_enabled_form(request: Request, caller: CallerDep, rule_id: RuleId,
+def rule_enabled_form(request: Request, caller: CallerDep, dep: DeploymentDep, rule_id: RuleId,
                       enabled: Annotated[str, Form(max_length=8)],
                       csrf_token: Annotated[str, Form(max_length=128)] = "") -> Response:
     try:
-        rulebook.set_enabled(data.engine(), caller.actor, rule_id, enabled.lower() in ("true", "1", "on", "yes"))
+        rulebook.set_enabled(dep.engine, caller.actor, rule_id, enabled.lower() in ("true", "1", "on", "yes"))
     except Forbidden as exc:
         raise HTTPException(403, str(exc)) from None
     except LookupError:
@@ -292,5 +293,5 @@ def rule_enabled_form(request: Request, caller: CallerDep, rule_id: RuleId,
 
 
 @router.get("/mavs", summary="MAVs: last runs, lag, loads, quarantined objects, permission report")
-def mavs_page(request: Request, caller: CallerDep) -> Response:
-    return render.page(request, "mavs.html", {"title": "MAVs", "section": "mavs", "mavs": data.mavs()})
+def mavs_page(request: Request, caller: CallerDep, dep: DeploymentDep) -> Response:
+    return render.page(request, "mavs.html", {"title": "MAVs", "section": "mavs", "mavs": data.mavs(dep)})

@@ -20,10 +20,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trailhouse.alerting.rules import DERIVED
 from trailhouse.common import principal_of
+
+if TYPE_CHECKING:
+    from trailhouse.warehouse.table import Warehouse
 
 PRINCIPAL_SQL = DERIVED["principal"]
 # What a responder scans, in order: the listing's and the exports' columns.
@@ -257,12 +260,9 @@ def _discard(con: Any) -> None:
 
 
 @contextmanager
-def events_connection(warehouse_uri: str | None = None) -> Iterator[Any]:
-    """A DuckDB connection where `cloudtrail_events` is the table's current version, times in UTC."""
+def events_connection(warehouse: Warehouse) -> Iterator[Any]:
+    """A DuckDB connection where `cloudtrail_events` is the warehouse table's current version, times in UTC."""
     import duckdb
-
-    from trailhouse import settings
-    from trailhouse.warehouse.table import Warehouse
 
     try:
         con = _POOL.get_nowait()
@@ -273,7 +273,7 @@ def events_connection(warehouse_uri: str | None = None) -> Iterator[Any]:
             _OPEN.add(con)
     done = False
     try:
-        Warehouse(warehouse_uri or settings.load().warehouse_uri).duckdb(connection=con)
+        warehouse.duckdb(connection=con)
         yield con
         done = True
     finally:
@@ -281,10 +281,6 @@ def events_connection(warehouse_uri: str | None = None) -> Iterator[Any]:
             _POOL.put(con)
         else:  # after a failure, or with enough idle ones: start clean next time
             _discard(con)
-
-
-def is_remote(warehouse_uri: str) -> bool:
-    return "://" in warehouse_uri and not warehouse_uri.startswith("file://")
 
 
 def _select(columns: tuple[str, ...]) -> str:

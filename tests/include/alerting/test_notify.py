@@ -142,6 +142,16 @@ def _engine() -> sa.Engine:
     return appdb.engine(settings.load().app_db_url)
 
 
+def _plan(eng: sa.Engine, *args: Any, **kwargs: Any) -> int:
+    """notify.plan as the notify step calls it, with this test's owners file and base URL."""
+    cfg = settings.load()
+    return notify.plan(eng, *args, owners_file=cfg.owners_file, base_url=cfg.base_url, **kwargs)
+
+
+def _deliver(eng: sa.Engine, **kwargs: Any) -> dict[str, int]:
+    return notify.deliver(eng, owners_file=settings.load().owners_file, **kwargs)
+
+
 def _alert(i: int, account: str, **over: Any) -> dict[str, Any]:
     return {
         "id": i, "rule_id": f"rule-{i}", "title": f"Title {i}", "severity": "medium", "account_id": account,
@@ -183,8 +193,8 @@ def test_one_email_per_owner_listing_only_its_alerts(th_home: Path, tmp_path: Pa
     eng = _engine()
     alerts = [_alert(1, ACCT_A, severity="high"), _alert(2, ACCT_A, severity="low"), _alert(3, ACCT_B)]
 
-    assert notify.plan(eng, "run-1", "prod", alerts, now=T0) == 2
-    assert notify.deliver(eng, now=T0) == {"sent": 2, "retrying": 0, "failed": 0}
+    assert _plan(eng, "run-1", "prod", alerts, now=T0) == 2
+    assert _deliver(eng, now=T0) == {"sent": 2, "retrying": 0, "failed": 0}
 
     got = {tuple(sorted(rcpt)): msg for rcpt, msg in mailbox.messages}
     assert set(got) == {("a-oncall@example.com", "a-sec@example.com"), ("b-sec@example.com",)}
@@ -226,10 +236,10 @@ owners:
     alerts = [_alert(1, ACCT_A), _alert(2, ACCT_A)]
 
     # A retried task: plan and deliver run again for the same run.
-    assert notify.plan(eng, "run-1", "prod", alerts, now=T0) == 2
-    assert notify.deliver(eng, run_id="run-1", now=T0)["sent"] == 2
-    assert notify.plan(eng, "run-1", "prod", alerts, now=T0) == 0
-    assert notify.deliver(eng, run_id="run-1", now=T0 + timedelta(hours=1)) == {"sent": 0, "retrying": 0, "failed": 0}
+    assert _plan(eng, "run-1", "prod", alerts, now=T0) == 2
+    assert _deliver(eng, run_id="run-1", now=T0)["sent"] == 2
+    assert _plan(eng, "run-1", "prod", alerts, now=T0) == 0
+    assert _deliver(eng, run_id="run-1", now=T0 + timedelta(hours=1)) == {"sent": 0, "retrying": 0, "failed": 0}
 
     assert len(mailbox.messages) == 1 and len(state.requests) == 1
     assert len(_rows(eng)) == 2
@@ -251,19 +261,19 @@ owners:
 """)
     _store_conn("th_hook", "http", host=f"{url}/hooks/{HOOK_TOKEN}")
     eng = _engine()
-    notify.plan(eng, "run-1", "prod", [_alert(1, ACCT_A)], now=T0)
+    _plan(eng, "run-1", "prod", [_alert(1, ACCT_A)], now=T0)
     state.fail = 1
 
-    assert notify.deliver(eng, now=T0) == {"sent": 0, "retrying": 1, "failed": 0}
+    assert _deliver(eng, now=T0) == {"sent": 0, "retrying": 1, "failed": 0}
     [row] = notify.outbox_status(eng, "run-1")
     assert row["status"] == "pending" and row["attempts"] == 1
     assert row["next_attempt_at"] == T0 + timedelta(seconds=30)
     assert "HTTP 500" in row["last_error"]
     # Not due yet: nothing is sent.
-    assert notify.deliver(eng, now=T0 + timedelta(seconds=10)) == {"sent": 0, "retrying": 0, "failed": 0}
+    assert _deliver(eng, now=T0 + timedelta(seconds=10)) == {"sent": 0, "retrying": 0, "failed": 0}
     assert state.requests == []
 
-    assert notify.deliver(eng, now=T0 + timedelta(seconds=31)) == {"sent": 1, "retrying": 0, "failed": 0}
+    assert _deliver(eng, now=T0 + timedelta(seconds=31)) == {"sent": 1, "retrying": 0, "failed": 0}
     [row] = notify.outbox_status(eng, "run-1")
     assert row["status"] == "sent" and row["attempts"] == 2 and row["sent_at"] == T0 + timedelta(seconds=31)
     assert len(state.requests) == 1
@@ -291,15 +301,15 @@ owners:
     wrong_password = "Wr0ng-smtp-passw0rd"
     _smtp_conn(smtp_server[0], "th_smtp_bad", password=wrong_password)
     eng = _engine()
-    notify.plan(eng, "run-1", "prod", [_alert(1, ACCT_A)], now=T0)
+    _plan(eng, "run-1", "prod", [_alert(1, ACCT_A)], now=T0)
     state.fail = 1000
 
     now, results = T0, []
     for _ in range(3):
-        results.append(notify.deliver(eng, now=now, max_attempts=3))
+        results.append(_deliver(eng, now=now, max_attempts=3))
         now += timedelta(hours=1)
     assert results == [{"sent": 0, "retrying": 3, "failed": 0}] * 2 + [{"sent": 0, "retrying": 0, "failed": 3}]
-    assert notify.deliver(eng, now=now, max_attempts=3) == {"sent": 0, "retrying": 0, "failed": 0}
+    assert _deliver(eng, now=now, max_attempts=3) == {"sent": 0, "retrying": 0, "failed": 0}
 
     status = {r["channel"].split(":")[0]: r for r in notify.outbox_status(eng)}
     assert {r["status"] for r in status.values()} == {"failed"}
@@ -350,9 +360,9 @@ owners:
     _store_conn("th_sns", "aws", login="AKIAIOSFODNN7EXAMPLE", password=SNS_SECRET,
                 extra={"endpoint_url": s3_endpoint, "region_name": "us-east-1"})
     eng = _engine()
-    notify.plan(eng, "run-1", "prod", [_alert(1, ACCT_A, principal="<!channel> & co")], now=T0)
+    _plan(eng, "run-1", "prod", [_alert(1, ACCT_A, principal="<!channel> & co")], now=T0)
 
-    assert notify.deliver(eng, now=T0) == {"sent": 3, "retrying": 0, "failed": 0}
+    assert _deliver(eng, now=T0) == {"sent": 3, "retrying": 0, "failed": 0}
 
     [req] = state.requests
     assert req["path"] == f"/services/T000/B000/{HOOK_TOKEN}"
@@ -372,7 +382,7 @@ owners:
 
 
 def _channel_topic(row: dict[str, Any]) -> str:
-    owner = notify.load_owners()[0]
+    owner = notify.load_owners(settings.load().owners_file)[0]
     channel = next(c for c in owner.channels if c.label == row["channel"])
     return getattr(channel, "topic_arn", "")
 
@@ -386,12 +396,12 @@ def test_alerts_not_to_notify_are_not_sent(th_home: Path, tmp_path: Path, monkey
     eng = _engine()
     alerts = [_alert(1, ACCT_A, notify=False), _alert(2, ACCT_A), _alert(3, ACCT_B, notify=False)]
 
-    assert notify.plan(eng, "run-1", "prod", alerts, now=T0) == 1
-    assert notify.deliver(eng, now=T0)["sent"] == 1
+    assert _plan(eng, "run-1", "prod", alerts, now=T0) == 1
+    assert _deliver(eng, now=T0)["sent"] == 1
     [(rcpt, msg)] = mailbox.messages
     assert sorted(rcpt) == ["a-oncall@example.com", "a-sec@example.com"]
     assert "evt-2" in msg.get_content() and "evt-1" not in msg.get_content()
-    assert notify.plan(eng, "run-2", "prod", [_alert(4, ACCT_B, notify=False)]) == 0
+    assert _plan(eng, "run-2", "prod", [_alert(4, ACCT_B, notify=False)]) == 0
 
 
 def test_recipients_are_account_owners_plus_rule_owners_once() -> None:
@@ -439,11 +449,11 @@ def test_owners_yaml_errors_name_file_and_field(tmp_path: Path, yaml_text: str, 
 def test_missing_owners_file_means_no_recipients(th_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                  caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setenv("TRAILHOUSE_OWNERS_FILE", str(tmp_path / "absent.yaml"))
-    assert notify.load_owners() == []
+    assert notify.load_owners(settings.load().owners_file) == []
     assert "absent.yaml" in caplog.text and "notify nobody" in caplog.text
     monkeypatch.delenv("TRAILHOUSE_OWNERS_FILE")
-    assert notify.owners_file() == settings.load().home / "owners.yaml"
-    assert notify.plan(_engine(), "run-1", "prod", [_alert(1, ACCT_A)], owners=[]) == 0
+    assert settings.load().owners_file == settings.load().home / "owners.yaml"
+    assert _plan(_engine(), "run-1", "prod", [_alert(1, ACCT_A)], owners=[]) == 0
 
 
 def test_postgres_outbox_plans_once(pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, airflow_db: None,
@@ -461,7 +471,7 @@ owners:
 
     # Two planners of the same run at once (a task and its retry): the constraint lets one row in.
     results: list[int] = []
-    threads = [threading.Thread(target=lambda: results.append(notify.plan(eng, "run-1", "prod", alerts, now=T0)))
+    threads = [threading.Thread(target=lambda: results.append(_plan(eng, "run-1", "prod", alerts, now=T0)))
                for _ in range(4)]
     for t in threads:
         t.start()
@@ -472,8 +482,8 @@ owners:
         row = {k: v for k, v in _rows(eng)[0].items() if k != "id"}
         conn.execute(appdb.notifications.insert().values(row))
 
-    assert notify.deliver(eng, now=T0) == {"sent": 1, "retrying": 0, "failed": 0}
-    assert notify.deliver(eng, now=T0 + timedelta(hours=1))["sent"] == 0
+    assert _deliver(eng, now=T0) == {"sent": 1, "retrying": 0, "failed": 0}
+    assert _deliver(eng, now=T0 + timedelta(hours=1))["sent"] == 0
     assert len(state.requests) == 1 and state.requests[0]["json"]["alerts"] == [1, 2]
     [row] = notify.outbox_status(eng)
     assert row["status"] == "sent" and row["sent_at"] == T0

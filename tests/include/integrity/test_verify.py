@@ -17,6 +17,7 @@ from trailhouse import config, settings
 from trailhouse.alerting import alerts
 from trailhouse.config import Mav
 from trailhouse.db import appdb
+from trailhouse.deployment import Deployment
 from trailhouse.dev import synth
 from trailhouse.ingest.layout import KIND_DIGEST, KIND_LOG, parse_key
 from trailhouse.ingest.source import LocalSource, S3Source
@@ -59,8 +60,8 @@ class World:
         """discover_step -> transform_step (through its XCom dict) -> the ledger rows commit_step writes."""
         self.runs += 1
         run_id = f"manual__{self.runs}"
-        batches = pipeline.discover_step(self.mav, run_id, START, END)
-        results = [BatchResult.from_dict(pipeline.transform_step(self.mav, run_id, b)) for b in batches]
+        batches = pipeline.discover_step(Deployment(), self.mav, run_id, START, END)
+        results = [BatchResult.from_dict(pipeline.transform_step(Deployment(), self.mav, run_id, b)) for b in batches]
         appdb.record_objects(self.eng, self.mav.name, run_id, (
             {"key": o.key, "etag": o.etag, "size": o.size, "kind": "CloudTrail", "status": o.status,
              "events": o.events, "reason": o.reason, "sha256": o.sha256}

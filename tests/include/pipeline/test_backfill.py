@@ -7,6 +7,7 @@ from pathlib import Path
 
 from trailhouse import settings
 from trailhouse.config import Mav, save_mav
+from trailhouse.deployment import Deployment
 from trailhouse.dev import synth
 from trailhouse.pipeline import backfill, runs
 from trailhouse.warehouse.table import Warehouse
@@ -27,14 +28,14 @@ def test_backfill_resumes_and_overlaps_hourly_runs_without_duplicates(th_home: P
     save_mav(settings.load().mav_dir, mav)
 
     # An hourly run first (it loads the last day and the one before through its look-back).
-    hourly = runs.run_mav("hist", at=datetime(2026, 11, 20, 12, 30, tzinfo=UTC))
+    hourly = runs.run_mav(Deployment(), "hist", at=datetime(2026, 11, 20, 12, 30, tzinfo=UTC))
     assert hourly["failed_tasks"] == [] and hourly["events_loaded"] > 0
 
     # A backfill stopped after its first day, then resumed over the whole range.
     said: list[str] = []
-    part = backfill.backfill(mav, date(2026, 11, 18), date(2026, 11, 18), workers=2, say=said.append)
+    part = backfill.backfill(Deployment(), mav, date(2026, 11, 18), date(2026, 11, 18), workers=2, say=said.append)
     assert part.days_done == 1 and part.events_loaded > 0
-    full = backfill.backfill(mav, date(2026, 11, 18), date(2026, 11, 21), workers=2, say=said.append)
+    full = backfill.backfill(Deployment(), mav, date(2026, 11, 18), date(2026, 11, 21), workers=2, say=said.append)
     assert full.days_skipped == 1 and full.days_done == 3
     assert any("done earlier, skipped" in line for line in said)
     assert any("ETA" in line for line in said)
@@ -43,7 +44,7 @@ def test_backfill_resumes_and_overlaps_hourly_runs_without_duplicates(th_home: P
     assert total == distinct == written.unique_events
 
     # Hourly runs after the backfill find nothing new.
-    after = runs.run_mav("hist", at=datetime(2026, 11, 20, 23, 30, tzinfo=UTC))
+    after = runs.run_mav(Deployment(), "hist", at=datetime(2026, 11, 20, 23, 30, tzinfo=UTC))
     assert after["events_loaded"] == 0 and after["objects_loaded"] == 0
     assert _count() == (written.unique_events, written.unique_events)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from trailhouse import settings
 from trailhouse.config import Mav, save_mav
 from trailhouse.db import appdb
+from trailhouse.deployment import Deployment
 from trailhouse.dev import synth
 from trailhouse.ingest.discover import discover
 from trailhouse.ingest.source import LocalSource
@@ -23,17 +24,17 @@ def test_compaction_and_retention_keep_everything_consistent(th_home: Path, airf
     save_mav(settings.load().mav_dir, mav)
     # Hourly runs through the day leave several small files per partition.
     for hour in (6, 12, 18, 23):
-        assert runs.run_mav("keep", at=datetime(2026, 11, 20, hour, 30, tzinfo=UTC))["failed_tasks"] == []
+        assert runs.run_mav(Deployment(), "keep", at=datetime(2026, 11, 20, hour, 30, tzinfo=UTC))["failed_tasks"] == []
     from trailhouse.pipeline import backfill
 
-    backfill.backfill(mav, date(2026, 11, 17), date(2026, 11, 19), workers=1, say=lambda _m: None)
+    backfill.backfill(Deployment(), mav, date(2026, 11, 17), date(2026, 11, 19), workers=1, say=lambda _m: None)
     wh = Warehouse(settings.load().warehouse_uri)
     con = wh.duckdb()
     ids_before = {r[0] for r in con.execute("SELECT event_id FROM cloudtrail_events").fetchall()}
     files_before = wh.files_per_partition()
     assert max(files_before.values()) > 1
 
-    out = maintenance.maintain(mav, today=date(2026, 11, 21), compact_days=10, vacuum_hours=0)
+    out = maintenance.maintain(Deployment(), mav, today=date(2026, 11, 21), compact_days=10, vacuum_hours=0)
     after = wh.files_per_partition()
     assert max(after.values()) == 1 and out["compaction"]["files_after"] < out["compaction"]["files_before"]
 
