@@ -133,7 +133,7 @@ def run_moto(work: Path) -> list[dict[str, Any]]:
     import boto3
     from botocore.config import Config
 
-    from trailhouse.dev.demo import moto_server
+    from trailhouse.dev.servers import moto_server
 
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")

@@ -48,7 +48,7 @@ def airflow_db() -> None:
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
     """moto's S3 server on 127.0.0.1 (a real HTTP endpoint, as boto3 sees AWS)."""
-    from trailhouse.dev.demo import moto_server
+    from trailhouse.dev.servers import moto_server
 
     with moto_server() as url:
         yield url

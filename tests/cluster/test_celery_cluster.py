@@ -40,7 +40,7 @@ import sqlalchemy as sa
 
 from trailhouse import airflow_env, settings
 from trailhouse.dev import synth
-from trailhouse.dev.demo import free_port, moto_server
+from trailhouse.dev.servers import free_port, moto_server
 
 pytestmark = pytest.mark.cluster
 

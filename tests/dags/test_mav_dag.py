@@ -62,7 +62,8 @@ def test_full_run_idempotent_rerun_late_and_broken_files(
     assert secret not in yaml_text and key_id not in yaml_text
 
     from trailhouse.airflow_env import store_connection
-    from trailhouse.dev.demo import _demo_owners, smtp_server
+    from trailhouse.dev.demo import _demo_owners
+    from trailhouse.dev.servers import smtp_server
 
     _demo_owners(written.accounts, th_home)
     monkeypatch.setenv("TRAILHOUSE_OWNERS_FILE", str(th_home / "owners.yaml"))

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from trailhouse.common import SEVERITIES
 from trailhouse.deployment import Deployment
+from trailhouse.dev.servers import moto_server, smtp_server
 
 BUCKET = "trailhouse-demo"
 DEMO_DAYS = 3
@@ -32,42 +28,6 @@ ORDER BY account_id
 """.strip()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def moto_server(env: dict[str, str] | None = None) -> Iterator[str]:
-    """moto's S3 server on 127.0.0.1, stopped on exit; yields its endpoint URL."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, **(env or {})},
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("moto's S3 server did not start (is moto[server] installed?)") from None
-                time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
 def _demo_user(endpoint: str, policy: str) -> tuple[str, str]:
     """A read-only IAM user with the setup guide's policy, as a real deployment would have."""
     import boto3
@@ -78,30 +38,6 @@ def _demo_user(endpoint: str, policy: str) -> tuple[str, str]:
     iam.put_user_policy(UserName="trailhouse-reader", PolicyName="trailhouse-read", PolicyDocument=policy)
     key = iam.create_access_key(UserName="trailhouse-reader")["AccessKey"]
     return key["AccessKeyId"], key["SecretAccessKey"]
-
-
-@contextlib.contextmanager
-def smtp_server() -> Iterator[tuple[int, list[Any]]]:
-    """A real SMTP server (aiosmtpd) on 127.0.0.1 keeping what it receives; yields (port, messages)."""
-    from email import message_from_bytes, policy
-
-    from aiosmtpd.controller import Controller
-
-    received: list[Any] = []
-
-    class Keep:
-        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-            msg = message_from_bytes(envelope.content, policy=policy.default)
-            received.append((envelope.rcpt_tos, msg))
-            return "250 OK"
-
-    port = free_port()
-    controller = Controller(Keep(), hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield port, received
-    finally:
-        controller.stop()
 
 
 def _demo_owners(accounts: list[str], home: Path) -> Path:

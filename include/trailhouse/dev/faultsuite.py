@@ -171,7 +171,7 @@ WHAT = {
 
 
 def run_suite(workdir: Path, points: tuple[str, ...] = POINTS, say: Any = print) -> list[Outcome]:
-    from trailhouse.dev.demo import smtp_server
+    from trailhouse.dev.servers import smtp_server
 
     lab = Lab(workdir)
     outcomes: list[Outcome] = []

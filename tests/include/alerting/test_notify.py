@@ -22,7 +22,7 @@ from trailhouse import settings
 from trailhouse.alerting import notify
 from trailhouse.config import ConfigError
 from trailhouse.db import appdb
-from trailhouse.dev.demo import free_port
+from trailhouse.dev.servers import free_port
 
 ACCT_A, ACCT_B = "111122223333", "012345678901"
 SMTP_USER, SMTP_PASSWORD = "trailhouse", "smtp-Pa55word-7q3"
