@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.common import MB, Sheet
-from trailhouse.dev import synth
+from trailhouse.dev.synth.files import write_to_dir
+from trailhouse.dev.synth.world import SynthSpec
 from trailhouse.ingest.layout import KIND_LOG, parse_key
 
 # A fixed last day keeps the files byte-identical between runs (synth is deterministic).
@@ -24,7 +25,7 @@ EVENTS_PER_FILE = 200  # mean; synth draws 100..300 per file, like a busy accoun
 @dataclass
 class Dataset:
     root: Path
-    spec: synth.SynthSpec
+    spec: SynthSpec
     log_files: list[Path]
     events: int
     compressed_bytes: int
@@ -32,9 +33,9 @@ class Dataset:
     seconds: float
 
 
-def spec_for(events: int) -> synth.SynthSpec:
+def spec_for(events: int) -> SynthSpec:
     files_per_region_day = max(1, round(events / (ACCOUNTS * len(REGIONS) * DAYS * EVENTS_PER_FILE)))
-    return synth.SynthSpec(
+    return SynthSpec(
         seed=7,
         accounts=ACCOUNTS,
         regions=REGIONS,
@@ -68,7 +69,7 @@ def build(work: Path, events: int, sheet: Sheet) -> Dataset:
     root = work / "bucket"
     spec = spec_for(events)
     t0 = time.perf_counter()
-    summary = synth.write_to_dir(spec, root)
+    summary = write_to_dir(spec, root)
     seconds = time.perf_counter() - t0
     logs = log_files(root)
     compressed = sum(p.stat().st_size for p in logs)
@@ -82,7 +83,7 @@ def build(work: Path, events: int, sheet: Sheet) -> Dataset:
     sheet.add(s, "compressed size", compressed / MB, "MB", note="synth gzips with ISA-L level 2")
     sheet.add(s, "uncompressed JSON", uncompressed / MB, "MB")
     sheet.add(s, "mean events per file", summary.events / max(1, len(logs)), "events")
-    sheet.add(s, "generation time", seconds, "s", note="synth.write_to_dir, not part of any figure below")
+    sheet.add(s, "generation time", seconds, "s", note="synth.files.write_to_dir, not part of any figure below")
     sheet.details["data"] = {
         "root": str(root),
         "spec": {k: (str(v) if isinstance(v, datetime.date) else v) for k, v in spec.__dict__.items()},

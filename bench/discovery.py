@@ -14,7 +14,8 @@ from bench.common import Sheet, median
 from bench.data import END, REGIONS
 from trailhouse.config import Mav
 from trailhouse.db import appdb
-from trailhouse.dev import synth
+from trailhouse.dev.synth.files import generate, write_to_dir
+from trailhouse.dev.synth.world import SynthSpec
 from trailhouse.ingest.discover import account_folders, discover
 from trailhouse.ingest.layout import KIND_LOG, day_prefix, parse_key
 from trailhouse.ingest.source import LocalSource, S3Source, Source
@@ -28,17 +29,17 @@ HOUR_END = HOUR_START + datetime.timedelta(hours=1)
 REPEATS = 7
 
 
-def spec_for(days: int) -> synth.SynthSpec:
+def spec_for(days: int) -> SynthSpec:
     # Day D of account i depends only on (seed, i, D): the 30-day bucket is the 7-day one
     # plus 23 older days, so one bucket can grow its history in place.
-    return synth.SynthSpec(seed=11, accounts=ACCOUNTS, regions=REGIONS, days=days, end=END, events_per_file=2,
+    return SynthSpec(seed=11, accounts=ACCOUNTS, regions=REGIONS, days=days, end=END, events_per_file=2,
                            files_per_region_day=FILES_PER_REGION_DAY, digests=False, insights=False, duplicates=0,
                            bucket="trailhouse-bench-discovery")
 
 
 def grow(days: int, have: set[str], put: Callable[[str, bytes], None], threads: int = 1) -> int:
     """Add the objects of a `days`-day history that are not there yet; returns how many."""
-    todo = [(k, b) for k, b in synth.generate(spec_for(days)) if k not in have]
+    todo = [(k, b) for k, b in generate(spec_for(days)) if k not in have]
     if threads > 1:
         with ThreadPoolExecutor(max_workers=threads) as pool:
             list(pool.map(lambda kb: put(*kb), todo))
@@ -96,7 +97,7 @@ def run_local(work: Path) -> list[dict[str, Any]]:
     Round-robin, so that load from other processes on the machine hits every history alike.
     """
     full = work / f"discovery-bucket-{HISTORIES[-1]}"
-    synth.write_to_dir(spec_for(HISTORIES[-1]), full)
+    write_to_dir(spec_for(HISTORIES[-1]), full)
     setups = {}
     for days in HISTORIES:
         root = work / f"discovery-bucket-{days}"

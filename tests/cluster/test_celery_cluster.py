@@ -39,8 +39,9 @@ import pytest
 import sqlalchemy as sa
 
 from trailhouse import airflow_env, settings
-from trailhouse.dev import synth
 from trailhouse.dev.servers import free_port, moto_server
+from trailhouse.dev.synth.files import generate, write_to_s3
+from trailhouse.dev.synth.world import SynthSpec
 
 pytestmark = pytest.mark.cluster
 
@@ -432,9 +433,9 @@ def test_mav_dag_runs_on_celery_workers(cluster: Cluster, s3_endpoint: str, tmp_
     s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
     source_bucket = f"cloudtrail-{uuid.uuid4().hex[:8]}"
     s3.create_bucket(Bucket=source_bucket)
-    spec = synth.SynthSpec(**SPEC, bucket=source_bucket)  # type: ignore[arg-type]
-    written = synth.write_to_s3(spec, s3, source_bucket)
-    log_keys = {k for k, _ in synth.generate(spec) if "/CloudTrail/" in k}
+    spec = SynthSpec(**SPEC, bucket=source_bucket)  # type: ignore[arg-type]
+    written = write_to_s3(spec, s3, source_bucket)
+    log_keys = {k for k, _ in generate(spec) if "/CloudTrail/" in k}
     assert len(log_keys) == written.log_files
 
     # docker-compose.yaml's airflow-init, then the documented `trailhouse mav add` (YAML + connection).
@@ -619,9 +620,9 @@ def test_concurrent_commits_into_one_delta_table_on_s3(tmp_path: Path, pg_url: s
         assert refused.value.response["Error"]["Code"] == "PreconditionFailed"
         s3.delete_object(Bucket="warehouse", Key="probe")
 
-        spec = synth.SynthSpec(seed=5, accounts=2, days=1, end=date(2026, 1, 20), files_per_region_day=4,
+        spec = SynthSpec(seed=5, accounts=2, days=1, end=date(2026, 1, 20), files_per_region_day=4,
                                events_per_file=20, regions=("us-east-1",), bucket="cloudtrail-src", duplicates=0)
-        written = synth.write_to_s3(spec, s3, "cloudtrail-src")
+        written = write_to_s3(spec, s3, "cloudtrail-src")
         source = S3Source(s3, "cloudtrail-src")
         logs = [o for o in source.list_objects("AWSLogs/") if "/CloudTrail/" in o.key]
         assert len(logs) == written.log_files >= 4

@@ -13,7 +13,8 @@ import pytest
 from trailhouse import output, settings
 from trailhouse.cli import main as cli
 from trailhouse.deployment import Deployment
-from trailhouse.dev import synth
+from trailhouse.dev.synth.files import late_file, write_to_s3
+from trailhouse.dev.synth.world import SynthSpec
 from trailhouse.pipeline import runs
 from trailhouse.warehouse.table import Warehouse
 
@@ -50,10 +51,10 @@ def test_full_run_idempotent_rerun_late_and_broken_files(
     th_home: Path, pg_app_db: str, airflow_db: None, s3_endpoint: str, s3_admin, tmp_path: Path,
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    spec = synth.SynthSpec(seed=11, accounts=3, days=2, end=END_DAY, files_per_region_day=3, events_per_file=15,
+    spec = SynthSpec(seed=11, accounts=3, days=2, end=END_DAY, files_per_region_day=3, events_per_file=15,
                            regions=("us-east-1", "eu-west-1"), bucket=BUCKET)
     s3_admin.create_bucket(Bucket=BUCKET)
-    written = synth.write_to_s3(spec, s3_admin, BUCKET)
+    written = write_to_s3(spec, s3_admin, BUCKET)
     csv_path, key_id, secret = _reader_key(s3_endpoint, tmp_path)
 
     assert cli.main(["mav", "add", "e2e", "--bucket", BUCKET, "--credentials-csv", str(csv_path),
@@ -95,7 +96,7 @@ def test_full_run_idempotent_rerun_late_and_broken_files(
     second = repeat
     assert (second["objects_loaded"], second["events_loaded"], second["objects_skipped"]) == (0, 0, written.log_files)
 
-    late_key, late_body = synth.late_file(spec, datetime(2026, 11, 20, 0, 20, tzinfo=UTC), n_events=5)
+    late_key, late_body = late_file(spec, datetime(2026, 11, 20, 0, 20, tzinfo=UTC), n_events=5)
     s3_admin.put_object(Bucket=BUCKET, Key=late_key, Body=late_body)
     broken_key = late_key.replace(".json.gz", "-broken.json.gz").replace("_2026", "_2026", 1)
     s3_admin.put_object(Bucket=BUCKET, Key=broken_key, Body=late_body[: len(late_body) // 2])

@@ -36,12 +36,13 @@ REPO = settings.PROJECT_ROOT
 def _build_warehouse(home: Path) -> list[str]:
     from trailhouse.alerting import roles
     from trailhouse.config import Mav, save_mav
-    from trailhouse.dev import synth
+    from trailhouse.dev.synth.files import write_to_dir
+    from trailhouse.dev.synth.world import SynthSpec, account_ids
     from trailhouse.pipeline import steps as pipeline
 
     today = datetime.now(UTC).date()
-    spec = synth.SynthSpec(seed=3, accounts=3, days=2, end=today, events_per_file=20, files_per_region_day=3)
-    synth.write_to_dir(spec, home / "bucket")
+    spec = SynthSpec(seed=3, accounts=3, days=2, end=today, events_per_file=20, files_per_region_day=3)
+    write_to_dir(spec, home / "bucket")
     mav = Mav(name="web", path=str(home / "bucket"))
     dep = Deployment()
     save_mav(dep.settings.mav_dir, mav)
@@ -52,7 +53,7 @@ def _build_warehouse(home: Path) -> list[str]:
     pipeline.commit_step(dep, mav, run_id, results)
     evaluation = pipeline.evaluate_step(dep, mav, run_id)
     assert evaluation["new_alerts"], "the synthetic data should raise alerts"
-    accounts = synth.account_ids(spec)
+    accounts = account_ids(spec)
     eng = dep.engine
     roles.grant(eng, "ada", admin=True)
     roles.grant(eng, "olivia", accounts=[accounts[0]])

@@ -28,7 +28,7 @@ def register(sub: Any) -> None:
 
 
 def _spec(args: argparse.Namespace, bucket: str = "trailhouse-demo") -> Any:
-    from trailhouse.dev.synth import SynthSpec
+    from trailhouse.dev.synth.world import SynthSpec
 
     end = args.end or (datetime.now(UTC).date() - timedelta(days=1))
     return SynthSpec(
@@ -40,10 +40,10 @@ def _spec(args: argparse.Namespace, bucket: str = "trailhouse-demo") -> Any:
 def cmd_synth(args: argparse.Namespace) -> int:
     import boto3
 
-    from trailhouse.dev import synth
+    from trailhouse.dev.synth.files import write_to_dir, write_to_s3
 
     if args.out:
-        summary = synth.write_to_dir(_spec(args), args.out)
+        summary = write_to_dir(_spec(args), args.out)
         where = str(args.out)
     else:
         client = boto3.client("s3", endpoint_url=args.endpoint_url, region_name="us-east-1")
@@ -51,7 +51,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
             client.create_bucket(Bucket=args.bucket)
         except client.exceptions.BucketAlreadyOwnedByYou:
             pass
-        summary = synth.write_to_s3(_spec(args, args.bucket), client, args.bucket)
+        summary = write_to_s3(_spec(args, args.bucket), client, args.bucket)
         where = f"s3://{args.bucket}"
     print(f"wrote {summary.objects:,} objects ({summary.log_files:,} log files, {summary.digest_files:,} digests, "
           f"{summary.insight_files:,} Insights files), {summary.events:,} events "

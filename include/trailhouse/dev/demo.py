@@ -86,20 +86,21 @@ def main(dep: Deployment) -> int:
     from trailhouse import output, settings
     from trailhouse.airflow_env import configure, store_connection
     from trailhouse.config import Mav
-    from trailhouse.dev import synth
+    from trailhouse.dev.synth.files import write_to_s3
+    from trailhouse.dev.synth.world import SynthSpec
     from trailhouse.pipeline import runs, setup
     from trailhouse.pipeline.sql import run_sql
 
     configure(dep.settings)
     end = datetime.now(UTC).date() - timedelta(days=1)
-    spec = synth.SynthSpec(end=end, days=DEMO_DAYS, bucket=BUCKET)
+    spec = SynthSpec(end=end, days=DEMO_DAYS, bucket=BUCKET)
     print(f"trailhouse demo (home: {dep.settings.home})")
     with moto_server() as endpoint, smtp_server() as (smtp_port, mailbox):
         print(f"1. local S3 endpoint (moto) at {endpoint}")
         s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
         s3.create_bucket(Bucket=BUCKET)
         t0 = time.monotonic()
-        written = synth.write_to_s3(spec, s3, BUCKET)
+        written = write_to_s3(spec, s3, BUCKET)
         print(f"2. synthetic aggregate bucket s3://{BUCKET}: {written.objects:,} objects, {written.events:,} events, "
               f"{len(written.accounts)} accounts, {DEMO_DAYS} days to {end} ({time.monotonic() - t0:.1f}s)")
         policy = (settings.PROJECT_ROOT / "docs" / "iam-policy.json").read_text().replace("BUCKET", BUCKET)

@@ -72,13 +72,14 @@ class Lab:
     """A synthetic bucket, owners with email, a local SMTP server and a shared Airflow home."""
 
     def __init__(self, workdir: Path) -> None:
-        from trailhouse.dev import synth
+        from trailhouse.dev.synth.files import write_to_dir
+        from trailhouse.dev.synth.world import SynthSpec
 
         self.workdir = workdir
         self.bucket = workdir / "bucket"
-        spec = synth.SynthSpec(seed=21, accounts=2, days=2, end=END_DAY, files_per_region_day=4, events_per_file=25,
+        spec = SynthSpec(seed=21, accounts=2, days=2, end=END_DAY, files_per_region_day=4, events_per_file=25,
                                regions=("us-east-1", "eu-west-1"))
-        self.written = synth.write_to_dir(spec, self.bucket)
+        self.written = write_to_dir(spec, self.bucket)
         self.airflow_home = workdir / "airflow"
         self.owners = workdir / "owners.yaml"
         self.mailbox: list[Any] = []

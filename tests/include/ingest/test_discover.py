@@ -9,7 +9,8 @@ import pytest
 
 from trailhouse.config import Mav
 from trailhouse.db import appdb
-from trailhouse.dev import synth
+from trailhouse.dev.synth.files import generate, late_file, write_to_dir, write_to_s3
+from trailhouse.dev.synth.world import SynthSpec, account_ids
 from trailhouse.ingest.discover import LayoutError, discover, make_batches
 from trailhouse.ingest.layout import KIND_LOG, parse_key
 from trailhouse.ingest.source import LocalSource, ObjectInfo, S3Source
@@ -20,17 +21,17 @@ START = datetime(2026, 11, 20, 23, tzinfo=UTC)
 END = START + timedelta(hours=1)
 
 
-def small_spec(**kw: object) -> synth.SynthSpec:
+def small_spec(**kw: object) -> SynthSpec:
     base = dict(seed=3, accounts=3, days=2, end=END_DAY, files_per_region_day=3, events_per_file=10,
                 regions=("us-east-1", "eu-west-1"))
     base.update(kw)
-    return synth.SynthSpec(**base)  # type: ignore[arg-type]
+    return SynthSpec(**base)  # type: ignore[arg-type]
 
 
-def log_keys_in_window(spec: synth.SynthSpec, mav: Mav) -> set[str]:
+def log_keys_in_window(spec: SynthSpec, mav: Mav) -> set[str]:
     first = (START - timedelta(hours=mav.lookback_hours)).date()
     keys = set()
-    for key, _ in synth.generate(spec):
+    for key, _ in generate(spec):
         p = parse_key(key)
         assert p is not None
         if p.kind == KIND_LOG and p.day >= first and p.delivered_at is not None and p.delivered_at < END:
@@ -45,7 +46,7 @@ def eng(tmp_path: Path):  # noqa: ANN201
 
 def test_finds_every_log_file_of_both_layouts_and_routes_digests(tmp_path: Path, eng) -> None:  # noqa: ANN001
     spec = small_spec()
-    synth.write_to_dir(spec, tmp_path / "bucket")
+    write_to_dir(spec, tmp_path / "bucket")
     mav = Mav(name="t", path=str(tmp_path / "bucket"))
     found = discover(LocalSource(tmp_path / "bucket"), eng, mav, START, END)
     assert {o.key for o in found.new} == log_keys_in_window(spec, mav)
@@ -59,7 +60,7 @@ def test_finds_every_log_file_of_both_layouts_and_routes_digests(tmp_path: Path,
 def test_ledger_subtracts_and_late_file_with_older_name_is_found(tmp_path: Path, eng) -> None:  # noqa: ANN001
     spec = small_spec()
     root = tmp_path / "bucket"
-    synth.write_to_dir(spec, root)
+    write_to_dir(spec, root)
     mav = Mav(name="t", path=str(root))
     first = discover(LocalSource(root), eng, mav, START, END)
     appdb.record_objects(eng, "t", "run1", [
@@ -68,7 +69,7 @@ def test_ledger_subtracts_and_late_file_with_older_name_is_found(tmp_path: Path,
     ])
     # A file delivered late whose name sorts before files already loaded: a StartAfter
     # marker would skip it; the ledger does not.
-    key, body = synth.late_file(spec, datetime(2026, 11, 20, 0, 10, tzinfo=UTC), account_index=1)
+    key, body = late_file(spec, datetime(2026, 11, 20, 0, 10, tzinfo=UTC), account_index=1)
     assert key < max(o.key for o in first.new if parse_key(o.key).account == parse_key(key).account)
     (root / key).parent.mkdir(parents=True, exist_ok=True)
     (root / key).write_bytes(body)
@@ -80,7 +81,7 @@ def test_ledger_subtracts_and_late_file_with_older_name_is_found(tmp_path: Path,
 
 def test_quarantined_key_is_retried_only_when_its_content_changes(tmp_path: Path, eng) -> None:  # noqa: ANN001
     root = tmp_path / "bucket"
-    synth.write_to_dir(small_spec(accounts=1), root)
+    write_to_dir(small_spec(accounts=1), root)
     mav = Mav(name="t", path=str(root))
     objs = discover(LocalSource(root), eng, mav, START, END).new
     bad = objs[0]
@@ -101,8 +102,8 @@ def test_quarantined_key_is_retried_only_when_its_content_changes(tmp_path: Path
 def test_accounts_filter_and_files_from_the_future_are_left(tmp_path: Path, eng) -> None:  # noqa: ANN001
     spec = small_spec()
     root = tmp_path / "bucket"
-    synth.write_to_dir(spec, root)
-    accounts = synth.account_ids(spec)
+    write_to_dir(spec, root)
+    accounts = account_ids(spec)
     mav = Mav(name="t", path=str(root), accounts=[accounts[0]])
     early_end = START - timedelta(hours=12)
     found = discover(LocalSource(root), eng, mav, early_end - timedelta(hours=1), early_end)
@@ -114,8 +115,8 @@ def test_accounts_filter_and_files_from_the_future_are_left(tmp_path: Path, eng)
 def test_list_calls_do_not_grow_with_history(tmp_path: Path, eng) -> None:  # noqa: ANN001
     mav_short = Mav(name="a", path=str(tmp_path / "short"))
     mav_long = Mav(name="b", path=str(tmp_path / "long"))
-    synth.write_to_dir(small_spec(days=2, files_per_region_day=1, digests=False, insights=False), tmp_path / "short")
-    synth.write_to_dir(small_spec(days=40, files_per_region_day=1, digests=False, insights=False), tmp_path / "long")
+    write_to_dir(small_spec(days=2, files_per_region_day=1, digests=False, insights=False), tmp_path / "short")
+    write_to_dir(small_spec(days=40, files_per_region_day=1, digests=False, insights=False), tmp_path / "long")
     short = discover(LocalSource(tmp_path / "short"), eng, mav_short, START, END)
     long = discover(LocalSource(tmp_path / "long"), eng, mav_long, START, END)
     assert short.list_calls == long.list_calls
@@ -125,7 +126,7 @@ def test_list_calls_do_not_grow_with_history(tmp_path: Path, eng) -> None:  # no
 def test_s3_discovery_counts_list_calls(s3_admin, tmp_path: Path, eng) -> None:  # noqa: ANN001
     spec = small_spec(accounts=2, prefix="org/trail/")
     s3_admin.create_bucket(Bucket="disc-bucket")
-    synth.write_to_s3(spec, s3_admin, "disc-bucket")
+    write_to_s3(spec, s3_admin, "disc-bucket")
     mav = Mav(name="s", bucket="disc-bucket", prefix="org/trail")
     source = S3Source(s3_admin, "disc-bucket")
     found = discover(source, eng, mav, START, END)
@@ -138,7 +139,7 @@ def test_s3_discovery_counts_list_calls(s3_admin, tmp_path: Path, eng) -> None: 
 
 def test_wrong_prefix_names_the_folders_it_saw(tmp_path: Path, eng) -> None:  # noqa: ANN001
     root = tmp_path / "bucket"
-    synth.write_to_dir(small_spec(accounts=1, prefix="central/"), root)
+    write_to_dir(small_spec(accounts=1, prefix="central/"), root)
     with pytest.raises(LayoutError, match=r"central.*prefix"):
         discover(LocalSource(root), eng, Mav(name="t", path=str(root)), START, END)
 

@@ -18,7 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.include.ingest.test_records import CORPUS, corpus_records
-from trailhouse.dev import synth
+from trailhouse.dev.synth.files import write_to_dir
+from trailhouse.dev.synth.world import SynthSpec
 from trailhouse.ingest import records
 
 
@@ -82,9 +83,9 @@ def test_every_corpus_record_gives_the_same_row(corpus: str) -> None:
 
 
 def test_the_builder_takes_nearly_every_synthetic_record(tmp_path: Any) -> None:
-    spec = synth.SynthSpec(seed=3, accounts=2, regions=("us-east-1", "eu-west-1"), days=1, events_per_file=150,
+    spec = SynthSpec(seed=3, accounts=2, regions=("us-east-1", "eu-west-1"), days=1, events_per_file=150,
                            files_per_region_day=3, end=date(2026, 11, 25))
-    synth.write_to_dir(spec, tmp_path)
+    write_to_dir(spec, tmp_path)
     taken = left = 0
     for path in sorted(tmp_path.rglob("*.json.gz")):
         if "/CloudTrail/" not in path.as_posix():

@@ -33,7 +33,8 @@ from faultproxy import FaultProxy
 
 from trailhouse.config import Mav
 from trailhouse.db import appdb
-from trailhouse.dev import synth
+from trailhouse.dev.synth.files import write_to_s3
+from trailhouse.dev.synth.world import SynthSpec
 from trailhouse.ingest.discover import discover
 from trailhouse.ingest.source import ObjectInfo, S3Source, SourceError
 from trailhouse.ingest.transform import DownloadError, transform_batch
@@ -44,7 +45,7 @@ END_DAY = date(2026, 11, 20)
 START = datetime(2026, 11, 20, 23, tzinfo=UTC)
 END = START + timedelta(hours=1)
 INGESTED_AT = datetime(2026, 11, 21, tzinfo=UTC)
-SPEC = synth.SynthSpec(seed=11, accounts=2, regions=("us-east-1",), days=2, end=END_DAY, files_per_region_day=3,
+SPEC = SynthSpec(seed=11, accounts=2, regions=("us-east-1",), days=2, end=END_DAY, files_per_region_day=3,
                        events_per_file=5, duplicates=0, bucket=BUCKET)
 MAV = Mav(name="faults", bucket=BUCKET, lookback_hours=48)
 
@@ -118,7 +119,7 @@ def direct(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Run:
 
     admin = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
     admin.create_bucket(Bucket=BUCKET)
-    synth.write_to_s3(SPEC, admin, BUCKET)
+    write_to_s3(SPEC, admin, BUCKET)
     baseline = run(s3_endpoint, tmp_path_factory.mktemp("direct"))
     assert len(baseline.new) == 12 and baseline.rows > 0 and baseline.routed
     return baseline

@@ -18,7 +18,8 @@ from trailhouse.alerting import alerts
 from trailhouse.config import Mav
 from trailhouse.db import appdb
 from trailhouse.deployment import Deployment
-from trailhouse.dev import synth
+from trailhouse.dev.synth.files import digest_signature, generate, write_to_dir, write_to_s3
+from trailhouse.dev.synth.world import SynthSpec, account_ids
 from trailhouse.ingest.layout import KIND_DIGEST, KIND_LOG, parse_key
 from trailhouse.ingest.source import LocalSource, S3Source
 from trailhouse.ingest.transform import BatchResult, Outcome
@@ -28,7 +29,7 @@ from trailhouse.pipeline import steps as pipeline
 END_DAY = date(2026, 11, 20)
 START = datetime(2026, 11, 19, tzinfo=UTC)  # digests of both generated days
 END = datetime(2026, 11, 21, tzinfo=UTC)
-SPEC = synth.SynthSpec(seed=5, accounts=2, days=2, end=END_DAY, files_per_region_day=4, events_per_file=6,
+SPEC = SynthSpec(seed=5, accounts=2, days=2, end=END_DAY, files_per_region_day=4, events_per_file=6,
                        regions=("us-east-1", "eu-west-1"), duplicates=0, insights=False)
 
 
@@ -37,7 +38,7 @@ class World:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        synth.write_to_dir(SPEC, root)
+        write_to_dir(SPEC, root)
         self.mav = Mav(name="integ", path=str(root))
         config.save_mav(settings.load().mav_dir, self.mav)
         self.eng = appdb.engine(settings.load().app_db_url)
@@ -116,7 +117,7 @@ def test_complete_load_verifies_clean(world: World) -> None:
     rows = integrity.completeness(world.eng, world.mav, START, END)
     assert rows and all(r["complete"] for r in rows)
     assert sum(r["listed"] for r in rows) == sum(r["loaded"] for r in rows) == len(logs)
-    assert {r["account_id"] for r in rows} == set(synth.account_ids(SPEC))
+    assert {r["account_id"] for r in rows} == set(account_ids(SPEC))
     assert {(r["missing"], r["mismatched"], r["quarantined"]) for r in rows} == {(0, 0, 0)}
     # The report is for people and for JSON.
     text = report.render()
@@ -365,17 +366,17 @@ def test_fetch_public_keys_on_moto_is_not_implemented() -> None:
 def test_s3_signature_metadata_is_the_default_for_s3_sources() -> None:
     boto3 = pytest.importorskip("boto3")
     moto = pytest.importorskip("moto")
-    small = synth.SynthSpec(end=END_DAY, accounts=1, days=1, files_per_region_day=1, events_per_file=3,
+    small = SynthSpec(end=END_DAY, accounts=1, days=1, files_per_region_day=1, events_per_file=3,
                             regions=("us-east-1",), duplicates=0, insights=False)
     with moto.mock_aws():
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket=small.bucket)
-        synth.write_to_s3(small, s3, small.bucket)
+        write_to_s3(small, s3, small.bucket)
         source = S3Source(s3, small.bucket)
-        digest = next(k for k, _ in synth.generate(small) if "/CloudTrail-Digest/" in k)
-        log_key = next(k for k, _ in synth.generate(small) if "/CloudTrail/" in k)
+        digest = next(k for k, _ in generate(small) if "/CloudTrail-Digest/" in k)
+        log_key = next(k for k, _ in generate(small) if "/CloudTrail/" in k)
         signature_for = integrity.default_signature_for(source)
-        assert signature_for(digest) == synth.digest_signature(digest)
+        assert signature_for(digest) == digest_signature(digest)
         assert signature_for(log_key) is None
     assert integrity.default_signature_for(LocalSource(Path("/")))("any") is None
 

@@ -8,11 +8,12 @@ from pathlib import Path
 from trailhouse import settings
 from trailhouse.config import Mav, save_mav
 from trailhouse.deployment import Deployment
-from trailhouse.dev import synth
+from trailhouse.dev.synth.files import write_to_dir
+from trailhouse.dev.synth.world import SynthSpec
 from trailhouse.pipeline import backfill, runs
 from trailhouse.warehouse.table import Warehouse
 
-SPEC = synth.SynthSpec(seed=5, accounts=2, days=3, end=date(2026, 11, 20), files_per_region_day=2,
+SPEC = SynthSpec(seed=5, accounts=2, days=3, end=date(2026, 11, 20), files_per_region_day=2,
                        events_per_file=10, regions=("us-east-1",))
 
 
@@ -23,7 +24,7 @@ def _count() -> tuple[int, int]:
 
 def test_backfill_resumes_and_overlaps_hourly_runs_without_duplicates(th_home: Path, airflow_db: None,
                                                                       tmp_path: Path) -> None:
-    written = synth.write_to_dir(SPEC, tmp_path / "bucket")
+    written = write_to_dir(SPEC, tmp_path / "bucket")
     mav = Mav(name="hist", path=str(tmp_path / "bucket"), lookback_hours=24)
     save_mav(settings.load().mav_dir, mav)
 

@@ -9,7 +9,8 @@ from trailhouse import settings
 from trailhouse.config import Mav, save_mav
 from trailhouse.db import appdb
 from trailhouse.deployment import Deployment
-from trailhouse.dev import synth
+from trailhouse.dev.synth.files import write_to_dir
+from trailhouse.dev.synth.world import SynthSpec
 from trailhouse.ingest.discover import discover
 from trailhouse.ingest.source import LocalSource
 from trailhouse.pipeline import maintenance, runs
@@ -17,9 +18,9 @@ from trailhouse.warehouse.table import Warehouse
 
 
 def test_compaction_and_retention_keep_everything_consistent(th_home: Path, airflow_db: None, tmp_path: Path) -> None:
-    spec = synth.SynthSpec(seed=9, accounts=2, days=4, end=date(2026, 11, 20), files_per_region_day=4,
+    spec = SynthSpec(seed=9, accounts=2, days=4, end=date(2026, 11, 20), files_per_region_day=4,
                            events_per_file=8, regions=("us-east-1",), digests=False, insights=False)
-    synth.write_to_dir(spec, tmp_path / "b")
+    write_to_dir(spec, tmp_path / "b")
     mav = Mav(name="keep", path=str(tmp_path / "b"), lookback_hours=24, retention_days=2)
     save_mav(settings.load().mav_dir, mav)
     # Hourly runs through the day leave several small files per partition.

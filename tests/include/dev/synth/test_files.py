@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from trailhouse.dev.synth import SynthSpec, digest_signature, generate, late_file, write_to_dir, write_to_s3
+from trailhouse.dev.synth.files import digest_signature, generate, late_file, write_to_dir, write_to_s3
+from trailhouse.dev.synth.world import SynthSpec
 
 END = datetime.date(2024, 3, 10)
 
