@@ -14,7 +14,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from webhelpers import AIRFLOW_ROLES, MOUNT, PASSWORDS, Server, Web
 
 from trailhouse import settings
 from trailhouse.deployment import Deployment
+from trailhouse.dev.servers import free_port
 
 REPO = settings.PROJECT_ROOT
 
@@ -130,16 +130,10 @@ def auth(token: Any) -> Any:
     return lambda username: {"Authorization": f"Bearer {token(username)}"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def airflow_server(web: Web, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The real `airflow api-server` with the trailhouse plugin from plugins/, on a free port."""
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("api-server") / "api-server.log"
     env = os.environ.copy()
     env["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(REPO / "plugins")
