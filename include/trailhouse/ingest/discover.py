@@ -11,6 +11,7 @@ from typing import Any
 from trailhouse.config import Mav
 from trailhouse.db import appdb
 from trailhouse.ingest.layout import KIND_LOG, KINDS, day_prefix, is_account_folder, is_org_folder, parse_key
+from trailhouse.ingest.queue import drain
 from trailhouse.ingest.source import ObjectInfo, Source
 
 QUARANTINED = "quarantined"
@@ -34,6 +35,10 @@ class Discovery:
     # streams listed, and whether discovery scanned the folders (else they were remembered)
     streams: int = 0
     scanned: bool = False
+    # notification mode: messages read, SQS calls made, and whether the inbox replaced listing
+    queue_messages: int = 0
+    queue_calls: int = 0
+    from_queue: bool = False
     accounts: list[str] = field(default_factory=list)
     layouts: list[str] = field(default_factory=list)
 
@@ -157,6 +162,7 @@ def discover(
     threads: int = 16,
     lookback_hours: int | None = None,
     now: datetime | None = None,
+    queue: Any = None,
 ) -> Discovery:
     """New objects delivered before `end` in the day folders of [start - look-back, end).
 
@@ -165,16 +171,30 @@ def discover(
     for all the window's day folders, whatever the bucket's history.
     The ledger, not a marker of the last loaded key, decides what is new, so a file
     delivered late with an older name than files already loaded is still found.
+
+    With `queue` (an SQS client for the MAV's `queue_url`) the queue is drained into the
+    inbox first; a run that did not scan and whose interval ends within the look-back of
+    now then takes its files from the inbox instead of listing (`from_inbox`). The day's
+    scanning run, and runs of older intervals (backfills), list as above: the safety net.
     """
     calls_before = source.list_calls
     result = Discovery()
-    streams, result.scanned = known_streams(source, eng, mav, now or appdb.now(), threads)
+    now = now or appdb.now()
+    streams, result.scanned = known_streams(source, eng, mav, now, threads)
     result.streams = len(streams)
     bases = {s.account: s.base for s in streams}
     result.accounts = sorted(bases)
     result.layouts = sorted({"organization" if "/o-" in f"/{b}" else "account" for b in bases.values()})
     lookback = mav.lookback_hours if lookback_hours is None else lookback_hours
     window_start = start - timedelta(hours=lookback)
+    if queue is not None:
+        read = drain(queue, eng, mav)
+        result.queue_messages, result.queue_calls = read.messages, read.calls
+        if not result.scanned and end > now - timedelta(hours=lookback):
+            result.from_queue = True
+            from_inbox(source, eng, mav, end, result)
+            result.list_calls = source.list_calls - calls_before
+            return result
 
     last_day = (end - timedelta(microseconds=1)).date()
 
@@ -189,6 +209,38 @@ def discover(
         _classify_listing(eng, mav, stream, objects, end, result)
     result.list_calls = source.list_calls - calls_before
     return result
+
+
+def from_inbox(source: Source, eng: Any, mav: Mav, end: datetime, result: Discovery) -> None:
+    """Classify the MAV's inbox keys as a listing would, dropping those the ledger already holds.
+
+    Keys from S3 event notifications carry their ETag and size; CloudTrail's notifications do
+    not, so their day folders are listed from just before their first key to their last.
+    """
+    rows = appdb.inbox(eng, mav.name)
+    ledger = appdb.ledger_entries(eng, mav.name, [r["key"] for r in rows])
+    done = [r["key"] for r in rows if _settled(ledger.get(r["key"]), r["etag"])]
+    pending = [r for r in rows if r["key"] not in set(done)]
+    objects = [ObjectInfo(r["key"], r["etag"], int(r["size"])) for r in pending if r["etag"] and r["size"] is not None]
+    by_folder: dict[str, list[str]] = {}
+    for r in pending:
+        if not (r["etag"] and r["size"] is not None):
+            by_folder.setdefault(r["key"].rsplit("/", 1)[0] + "/", []).append(r["key"])
+    gone = []
+    for folder, keys in by_folder.items():
+        wanted = set(keys)
+        listed = [o for o in source.list_objects(folder, start_after=min(keys)[:-1], stop_at=max(keys) + "\0")
+                  if o.key in wanted]
+        objects += listed
+        gone += sorted(wanted - {o.key for o in listed})  # deleted from the bucket since
+    appdb.inbox_drop(eng, mav.name, done + gone)
+    for obj in sorted(objects, key=lambda o: o.key):
+        _classify(obj, ledger, end, result)
+
+
+def _settled(seen: tuple[str, str] | None, etag: str | None) -> bool:
+    """Whether a ledger entry settles an inbox key (a quarantined one only for the same content)."""
+    return seen is not None and (seen[1] != QUARANTINED or etag is None or seen[0] == etag)
 
 
 def _classify_listing(eng: Any, mav: Mav, stream: Stream, objects: list[ObjectInfo], end: datetime,

@@ -11,7 +11,7 @@ from trailhouse import faults, settings
 from trailhouse.common import chunks
 from trailhouse.config import Mav
 from trailhouse.db import appdb
-from trailhouse.ingest.clients import open_source, s3_client
+from trailhouse.ingest.clients import open_source, s3_client, sqs_client
 from trailhouse.ingest.discover import discover, make_batches
 from trailhouse.ingest.source import LocalSource, ObjectInfo
 from trailhouse.ingest.transform import LOADED, QUARANTINED, BatchResult, transform_batch
@@ -76,7 +76,9 @@ def discover_step(mav: Mav, run_id: str, start: datetime, end: datetime, *,
     cfg = settings.load()
     eng = appdb.engine(cfg.app_db_url)
     source = open_source(mav)
-    found = discover(source, eng, mav, start, end, threads=cfg.download_threads, lookback_hours=lookback_hours)
+    queue = sqs_client(mav) if mav.queue_url else None
+    found = discover(source, eng, mav, start, end, threads=cfg.download_threads, lookback_hours=lookback_hours,
+                     queue=queue)
     appdb.record_objects(
         eng,
         mav.name,
@@ -100,10 +102,14 @@ def discover_step(mav: Mav, run_id: str, start: datetime, end: datetime, *,
         list_calls=found.list_calls,
     )
     batches = make_batches(found.new, cfg.batch_bytes)
+    how = "folders scanned" if found.scanned else "remembered folders"
+    if queue is not None:
+        how += f", {found.queue_messages} queue messages" + (", files from the queue" if found.from_queue else "")
     progress(
-        "discover: %s: %d accounts (%s layout), %d objects found, %d new in %d batches, %d already loaded, %d LIST calls",
+        "discover: %s: %d accounts (%s layout), %d objects found, %d new in %d batches, %d already loaded, %d LIST calls"
+        " (%s)",
         mav.name, len(found.accounts), "+".join(found.layouts), found.found, len(found.new), len(batches),
-        found.skipped, found.list_calls,
+        found.skipped, found.list_calls, how,
     )
     return [
         {"index": i, "objects": [[o.key, o.etag, o.size] for o in batch]} for i, batch in enumerate(batches)
