@@ -268,11 +268,20 @@ def remembered_streams(eng: sa.Engine, mav: str) -> list[dict[str, Any]]:
         return [{**{k: v for k, v in r.items() if k != "mav"}, "since": _utc(r["since"])} for r in rows]
 
 
+def _serialize(conn: Any, name: str) -> None:
+    """On PostgreSQL, one transaction at a time per name (held to its end): two runs replacing
+    the same rows at once would otherwise both insert them. SQLite serialises writers anyway."""
+    if conn.dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+
+
 def remember_streams(eng: sa.Engine, mav: str, scope: str, scanned_at: datetime,
                      streams: Iterable[dict[str, Any]]) -> None:
     """Replace the MAV's remembered streams and scan time in one transaction."""
     rows = [dict(s, mav=mav) for s in streams]
     with eng.begin() as conn:
+        _serialize(conn, f"discovery_streams:{mav}")
         conn.execute(discovery_streams.delete().where(discovery_streams.c.mav == mav))
         conn.execute(discovery_scans.delete().where(discovery_scans.c.mav == mav))
         for chunk in chunks(rows, 500):
@@ -284,6 +293,7 @@ def inbox_add(eng: sa.Engine, mav: str, rows: Iterable[dict[str, Any]]) -> int:
     """Upsert keys read from the queue (key, etag, size); returns how many."""
     rows = list({r["key"]: dict(r, mav=mav, received_at=now()) for r in rows}.values())
     with eng.begin() as conn:
+        _serialize(conn, f"discovery_inbox:{mav}")
         for chunk in chunks(rows, 500):
             keys = [r["key"] for r in chunk]
             conn.execute(discovery_inbox.delete().where(discovery_inbox.c.mav == mav, discovery_inbox.c.key.in_(keys)))

@@ -217,3 +217,15 @@ def test_list_calls_at_1000_accounts_follow_the_documented_formula(s3_admin, tmp
     assert scan.list_calls == 1 + orgs + accounts + accounts * kinds + streams
     assert hourly.list_calls == streams
     assert {o.key for o in hourly.new} == {o.key for o in scan.new} == log_keys_in_window(spec, mav)
+
+
+def test_the_memory_works_on_postgresql(tmp_path: Path, pg_url: str) -> None:
+    root = tmp_path / "bucket"
+    spec = small_spec(digests=False, insights=False)
+    synth.write_to_dir(spec, root)
+    eng = appdb.engine(pg_url)
+    mav = Mav(name="t", path=str(root))
+    now = datetime(2026, 11, 21, 0, 5, tzinfo=UTC)
+    runs = [discover(LocalSource(root), eng, mav, START, END, now=now + timedelta(hours=h)) for h in (0, 1, 24)]
+    assert [r.scanned for r in runs] == [True, False, True]
+    assert all({o.key for o in r.new} == log_keys_in_window(spec, mav) for r in runs)
