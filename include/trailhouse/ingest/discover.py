@@ -1,4 +1,5 @@
-"""Find the new delivery files of an interval: delimiter listing, day folders, minus the ledger."""
+"""Find the new delivery files of an interval: remembered streams listed once each (or the
+notification inbox), minus the ledger."""
 
 from __future__ import annotations
 
