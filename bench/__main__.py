@@ -71,6 +71,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="events in the query warehouse (default 10,000,000; built from the ingested table)")
     p.add_argument("--skip", default="", help=f"comma-separated sections to skip: {', '.join(SECTIONS)} "
                                               "('baselines' = duckdb,floor)")
+    p.add_argument("--discovery-accounts", default="20,200",
+                   help="comma-separated account counts of the moto discovery scale section, each at 4 and 17 regions "
+                        "(default 20,200; 1000 adds ~15 min)")
     p.add_argument("--profile-events", type=int, default=50_000, help="events in the profiled batch (default 50,000)")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
     p.add_argument("--wait-for-quiet", type=float, default=0.0, metavar="SECONDS",
@@ -252,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
                 step("discovery: moto S3 server, 7 / 30 / 90 days of history")
                 try:
                     results += discovery.run_moto(work)
+                    step("discovery: moto S3 server, accounts x 4 / 17 regions")
+                    discovery.run_scale(work, sheet, tuple(int(a) for a in args.discovery_accounts.split(",")))
                 except Exception as exc:  # moto is optional here: say why and go on
                     sheet.add("discovery", "moto S3", None, note=f"skipped: {type(exc).__name__}: {exc}")
             discovery.report(results, sheet)

@@ -1,4 +1,5 @@
-"""Section 4: LIST calls and seconds to find one hour's new files, as the bucket's history grows 7 -> 30 -> 90 days."""
+"""Section 4: LIST calls and seconds to find one hour's new files, as the bucket's history grows
+7 -> 30 -> 90 days, and as the organisation grows 20 -> 200 -> 1,000 accounts x 4 / 17 regions."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from trailhouse.config import Mav
 from trailhouse.db import appdb
 from trailhouse.dev.synth.files import generate, write_to_dir
 from trailhouse.dev.synth.world import SynthSpec
-from trailhouse.ingest.discover import account_folders, discover
+from trailhouse.ingest.discover import account_folders, days_between, discover, scan_streams
 from trailhouse.ingest.layout import KIND_LOG, day_prefix, parse_key
 from trailhouse.ingest.source import LocalSource, S3Source, Source
 
@@ -179,3 +180,102 @@ def report(results: list[dict[str, Any]], sheet: Sheet) -> None:
                       ratio=f"{r['one_list_s'] / first['one_list_s']:.2f}x {first['days']} days",
                       note="median of 20 calls of list_objects on one day folder")
     sheet.details["discovery"] = results
+
+
+# Organisation sizes: accounts x regions, one log file per stream on the last day. 1,000
+# accounts take moto ~15 min (it walks its whole bucket on every LIST): opt in with
+# `--discovery-accounts 20,200,1000`.
+SCALE_ACCOUNTS = (20, 200)
+SCALE_REGIONS = (REGIONS, REGIONS + ("eu-central-1", "eu-west-2", "eu-west-3", "eu-north-1", "eu-south-1",
+                                     "us-east-2", "us-west-1", "ca-central-1", "sa-east-1", "ap-south-1",
+                                     "ap-northeast-1", "ap-northeast-2", "ap-southeast-1"))
+SCALE_REPEATS = 3
+
+
+def scale_spec(accounts: int, regions: tuple[str, ...]) -> SynthSpec:
+    return SynthSpec(seed=13, accounts=accounts, regions=regions, days=1, end=END, events_per_file=1,
+                           files_per_region_day=1, digests=False, insights=False, duplicates=0,
+                           bucket=f"trailhouse-bench-scale-{accounts}-{len(regions)}")
+
+
+def legacy_listing(source: Source, mav: Mav) -> int:
+    """The baseline: discovery before its memory, i.e. the folder scan and one LIST per stream
+    and day folder of the window, every run. Returns the objects listed."""
+    days = days_between(HOUR_START - datetime.timedelta(hours=mav.lookback_hours), HOUR_END)
+    streams = scan_streams(source, mav)
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        listed = pool.map(lambda p: len(source.list_objects(p)),
+                          [day_prefix(s.base, s.kind, s.region, d) for s in streams for d in days])
+        return sum(listed)
+
+
+def _timed(source: Source, fn: Callable[[Source], Any]) -> tuple[float, int, Any]:
+    """(seconds, LIST calls, result) of fn(source)."""
+    t0 = time.perf_counter()
+    out = fn(source)
+    return time.perf_counter() - t0, source.list_calls, out
+
+
+def _scale_point(client: Any, bucket: str, eng: Any, n: int, regions: int) -> dict[str, Any]:
+    """One organisation size: baseline, the day's first (scanning) run and an hourly run, each timed."""
+    mav = Mav(name=f"scale-{n}-{regions}", bucket=bucket)
+    now = datetime.datetime.combine(END, datetime.time(13, 5), tzinfo=datetime.UTC)
+
+    def run(source: Source) -> Any:
+        return discover(source, eng, mav, HOUR_START, HOUR_END, now=now)
+
+    repeats = 1 if n * regions > 1000 else SCALE_REPEATS
+    legacy, scan, hourly = [], [], []
+    for _ in range(repeats):
+        with eng.begin() as conn:  # each repeat's first run scans again
+            conn.execute(appdb.discovery_scans.delete().where(appdb.discovery_scans.c.mav == mav.name))
+        legacy.append(_timed(S3Source(client, bucket), lambda s: legacy_listing(s, mav)))
+        scan.append(_timed(S3Source(client, bucket), run))
+        hourly.append(_timed(S3Source(client, bucket), run))
+    found = hourly[-1][2]
+    assert scan[-1][2].scanned and not found.scanned and found.streams == n * regions
+    return {"accounts": n, "regions": regions, "streams": found.streams, "new": len(found.new), "repeats": repeats,
+            "legacy_calls": legacy[-1][1], "legacy_s": median([t for t, _c, _o in legacy]),
+            "scan_calls": scan[-1][1], "scan_s": median([t for t, _c, _o in scan]),
+            "hourly_calls": hourly[-1][1], "hourly_s": median([t for t, _c, _o in hourly])}
+
+
+def run_scale(work: Path, sheet: Sheet, accounts: tuple[int, ...] = SCALE_ACCOUNTS) -> list[dict[str, Any]]:
+    """LIST calls and seconds of one hourly run at 20 / 200 (/ 1,000) accounts x 4 / 17 regions on
+    moto's S3 server (one bucket per size), against the baseline of listing every folder and day
+    folder every run."""
+    import boto3
+    from botocore.config import Config
+
+    from trailhouse.dev.servers import moto_server
+
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
+    eng = appdb.engine(f"sqlite:///{work / 'app-discovery-scale.db'}")
+    rows = []
+    with moto_server() as endpoint:
+        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                              config=Config(max_pool_connections=32, retries={"max_attempts": 8}))
+        for regions in SCALE_REGIONS:
+            for n in accounts:
+                spec = scale_spec(n, regions)
+                client.create_bucket(Bucket=spec.bucket)
+                upload(spec, lambda k, b, bk=spec.bucket: client.put_object(Bucket=bk, Key=k, Body=b))
+                rows.append(_scale_point(client, spec.bucket, eng, n, len(regions)))
+    for r in rows:
+        label = f"moto S3, {r['accounts']:>4} accounts x {r['regions']:>2} regions"
+        note = f"{r['streams']:,} streams; median of {r['repeats']}"
+        sheet.add("discovery", f"{label}: LIST calls, hourly run", r["hourly_calls"], "calls",
+                  ratio=f"{r['hourly_calls'] / r['legacy_calls']:.2f}x baseline {r['legacy_calls']:,}",
+                  note=f"first run of the day (scan): {r['scan_calls']:,} calls")
+        sheet.add("discovery", f"{label}: seconds, hourly run", r["hourly_s"], "s",
+                  ratio=f"{r['hourly_s'] / r['legacy_s']:.2f}x baseline {r['legacy_s']:.2f} s",
+                  note=f"{note}; first run of the day (scan) {r['scan_s']:.2f} s")
+    sheet.details["discovery_scale"] = rows
+    return rows
+
+
+def upload(spec: SynthSpec, put: Callable[[str, bytes], None]) -> None:
+    """Upload a spec's objects with 16 threads."""
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        list(pool.map(lambda kb: put(*kb), generate(spec)))

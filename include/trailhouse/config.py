@@ -69,6 +69,9 @@ class Mav(BaseModel):
     notify_backfill: bool = False
     # Days of events kept in the warehouse (None: forever); enforced by `trailhouse maintain`.
     retention_days: int | None = Field(default=None, ge=1)
+    # Notification mode: an SQS queue that CloudTrail's SNS topic (or the bucket's S3 event
+    # notifications) feeds; hourly runs read it instead of listing the bucket.
+    queue_url: str | None = None
 
     @field_validator("name")
     @classmethod
@@ -87,6 +90,11 @@ class Mav(BaseModel):
     def _source(self) -> Mav:
         if (self.bucket is None) == (self.path is None):
             raise ValueError("set exactly one of `bucket` (S3) or `path` (a local folder)")
+        if self.queue_url is not None and self.bucket is None:
+            raise ValueError("`queue_url` needs `bucket`: notification mode reads S3 notifications of a bucket")
+        if self.queue_url is not None and not re.match(r"^https?://[^/]+/\d{12}/[^/]+$", self.queue_url):
+            raise ValueError(f"`queue_url` {self.queue_url!r} is not an SQS queue URL; copy it from the SQS "
+                             "console, e.g. https://sqs.us-east-1.amazonaws.com/111122223333/trailhouse-cloudtrail")
         if self.bucket is not None and not self.connection_id:
             self.connection_id = f"trailhouse_{self.name}"
         return self

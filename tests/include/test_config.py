@@ -62,6 +62,8 @@ def test_yaml_round_trip_holds_no_secret_and_keeps_leading_zero_accounts(tmp_pat
         ("bucket: b\nsecret_key: x\n", "secret_key"),
         ("bucket: [unclosed\n", "not valid YAML"),
         ("- just\n- a list\n", "expected a mapping"),
+        ("path: /x\nqueue_url: https://sqs.us-east-1.amazonaws.com/111122223333/q\n", "`queue_url` needs `bucket`"),
+        ("bucket: b\nqueue_url: arn:aws:sqs:us-east-1:111122223333:q\n", "not an SQS queue URL; copy it"),
     ],
 )
 def test_malformed_mav_file_is_named_with_the_problem(tmp_path: Path, yaml_text: str, needle: str) -> None:

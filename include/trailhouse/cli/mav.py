@@ -21,6 +21,7 @@ def register(sub: Any) -> None:
     add.add_argument("--region", default="us-east-1", help="the bucket's region (default us-east-1)")
     add.add_argument("--accounts", default="", help="comma-separated account ids to limit the MAV to")
     add.add_argument("--lookback-hours", type=int, default=24, help="how far back each run re-lists (default 24)")
+    add.add_argument("--queue-url", help="notification mode: the SQS queue fed by CloudTrail's SNS topic or S3 events")
     add.add_argument("--description", default="")
     add.set_defaults(func=cmd_mav_add)
     ls = mav.add_parser("list", help="list the MAVs and any broken MAV files")
@@ -46,6 +47,7 @@ def cmd_mav_add(args: argparse.Namespace) -> int:
         endpoint_url=args.endpoint_url,
         accounts=accounts,
         lookback_hours=args.lookback_hours,
+        queue_url=args.queue_url,
         description=args.description,
     )
     key_pair = None

@@ -204,6 +204,129 @@ def latest_runs(eng: sa.Engine, mav: str, limit: int = 10) -> list[dict[str, Any
         return [dict(r) for r in conn.execute(q).mappings()]
 
 
+# --- discovery's memory (migration 0007) -----------------------------------------------
+
+# One row per MAV: when its last full scan of the account and region folders ran, and for
+# which source, prefix and accounts filter (a changed MAV file invalidates the memory).
+discovery_scans = sa.Table(
+    "discovery_scans",
+    metadata,
+    sa.Column("mav", sa.String(128), primary_key=True),
+    sa.Column("scope", sa.Text, nullable=False),
+    sa.Column("scanned_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# The streams (account x kind x region folders) that scan found.
+discovery_streams = sa.Table(
+    "discovery_streams",
+    metadata,
+    sa.Column("mav", sa.String(128), primary_key=True),
+    # e.g. AWSLogs/o-abc/111122223333/CloudTrail/us-east-1/
+    sa.Column("prefix", sa.String(1024), primary_key=True),
+    # the account folder, e.g. AWSLogs/o-abc/111122223333/
+    sa.Column("base", sa.String(1024), nullable=False),
+    sa.Column("account", sa.String(12), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("region", sa.String(64), nullable=False),
+    # set on a stream the scan found for the first time: the previous scan's time, from
+    # which runs list it until the next scan (null: the run's look-back is enough)
+    sa.Column("since", sa.DateTime(timezone=True)),
+)
+
+# Keys read from the MAV's notification queue, kept until the ledger holds them: the queue's
+# messages are deleted once their keys are here, so a crash loses nothing.
+discovery_inbox = sa.Table(
+    "discovery_inbox",
+    metadata,
+    sa.Column("mav", sa.String(128), primary_key=True),
+    sa.Column("key", sa.String(1024), primary_key=True),
+    # from an S3 event notification (CloudTrail's own notification has neither)
+    sa.Column("etag", sa.String(128)),
+    sa.Column("size", sa.BigInteger),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes: they were written as UTC."""
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+def last_scan(eng: sa.Engine, mav: str) -> tuple[str, datetime] | None:
+    """(scope, scanned_at) of the MAV's last full discovery scan, or None."""
+    with eng.connect() as conn:
+        row = conn.execute(sa.select(discovery_scans.c.scope, discovery_scans.c.scanned_at)
+                           .where(discovery_scans.c.mav == mav)).first()
+    return (row[0], _utc(row[1])) if row else None  # type: ignore[return-value]
+
+
+def remembered_streams(eng: sa.Engine, mav: str) -> list[dict[str, Any]]:
+    """The streams of the MAV's last scan: prefix, base, account, kind, region, since."""
+    with eng.connect() as conn:
+        rows = conn.execute(sa.select(discovery_streams).where(discovery_streams.c.mav == mav)
+                            .order_by(discovery_streams.c.prefix)).mappings()
+        return [{**{k: v for k, v in r.items() if k != "mav"}, "since": _utc(r["since"])} for r in rows]
+
+
+def _serialize(conn: Any, name: str) -> None:
+    """On PostgreSQL, one transaction at a time per name (held to its end): two runs replacing
+    the same rows at once would otherwise both insert them. SQLite serialises writers anyway."""
+    if conn.dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+
+
+def remember_streams(eng: sa.Engine, mav: str, scope: str, scanned_at: datetime,
+                     streams: Iterable[dict[str, Any]]) -> None:
+    """Replace the MAV's remembered streams and scan time in one transaction."""
+    rows = [dict(s, mav=mav) for s in streams]
+    with eng.begin() as conn:
+        _serialize(conn, f"discovery_streams:{mav}")
+        conn.execute(discovery_streams.delete().where(discovery_streams.c.mav == mav))
+        conn.execute(discovery_scans.delete().where(discovery_scans.c.mav == mav))
+        for chunk in chunks(rows, 500):
+            conn.execute(discovery_streams.insert(), chunk)
+        conn.execute(discovery_scans.insert().values(mav=mav, scope=scope, scanned_at=scanned_at))
+
+
+def inbox_add(eng: sa.Engine, mav: str, rows: Iterable[dict[str, Any]]) -> int:
+    """Upsert keys read from the queue (key, etag, size); returns how many."""
+    rows = list({r["key"]: dict(r, mav=mav, received_at=now()) for r in rows}.values())
+    with eng.begin() as conn:
+        _serialize(conn, f"discovery_inbox:{mav}")
+        for chunk in chunks(rows, 500):
+            keys = [r["key"] for r in chunk]
+            conn.execute(discovery_inbox.delete().where(discovery_inbox.c.mav == mav, discovery_inbox.c.key.in_(keys)))
+            conn.execute(discovery_inbox.insert(), chunk)
+    return len(rows)
+
+
+def inbox(eng: sa.Engine, mav: str) -> list[dict[str, Any]]:
+    """The MAV's inbox rows (key, etag, size), by key."""
+    q = (sa.select(discovery_inbox.c.key, discovery_inbox.c.etag, discovery_inbox.c.size)
+         .where(discovery_inbox.c.mav == mav).order_by(discovery_inbox.c.key))
+    with eng.connect() as conn:
+        return [dict(r) for r in conn.execute(q).mappings()]
+
+
+def inbox_drop(eng: sa.Engine, mav: str, keys: Iterable[str]) -> None:
+    """Remove keys from the MAV's inbox (loaded, or gone from the bucket)."""
+    with eng.begin() as conn:
+        for chunk in chunks(list(keys), 500):
+            conn.execute(discovery_inbox.delete().where(discovery_inbox.c.mav == mav, discovery_inbox.c.key.in_(chunk)))
+
+
+def ledger_entries(eng: sa.Engine, mav: str, keys: Iterable[str]) -> dict[str, tuple[str, str]]:
+    """{key: (etag, status)} of the given keys that the MAV's ledger holds."""
+    out: dict[str, tuple[str, str]] = {}
+    with eng.connect() as conn:
+        for chunk in chunks(list(keys), 500):
+            q = sa.select(ledger.c.key, ledger.c.etag, ledger.c.status).where(ledger.c.mav == mav,
+                                                                               ledger.c.key.in_(chunk))
+            out.update({k: (e, s) for k, e, s in conn.execute(q)})
+    return out
+
+
 # --- rules, alerts, roles (migration 0002) ----------------------------------------------
 
 custom_rules = sa.Table(

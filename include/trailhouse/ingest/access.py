@@ -23,8 +23,11 @@ MISSING = "missing"
 WARNING = "warning"
 SKIPPED = "skipped"
 
+# A MAV in notification mode (`queue_url`) reads and deletes the queue's messages.
+QUEUE_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage")
 # Without these nothing can be loaded; everything else only feeds the setup diagnostics.
-REQUIRED_ACTIONS = frozenset({"s3:ListBucket", "s3:GetObject", "kms:Decrypt"})
+# (The queue's are checked only for a MAV that has a queue.)
+REQUIRED_ACTIONS = frozenset({"s3:ListBucket", "s3:GetObject", "kms:Decrypt", *QUEUE_ACTIONS})
 
 # (action, client method, error codes that prove the call was authorised but found nothing)
 BUCKET_READS: tuple[tuple[str, str, frozenset[str]], ...] = (
@@ -284,8 +287,10 @@ def _is_log_key(key: str) -> bool:
     return "/CloudTrail/" in key and key.endswith(".json.gz")
 
 
-def check_access(s3: Any, bucket: str, prefix: str = "", *, sample_key: str | None = None) -> AccessReport:
-    """Try every action of docs/iam-policy.json with the client's key and report each one."""
+def check_access(s3: Any, bucket: str, prefix: str = "", *, sample_key: str | None = None,
+                 queue: tuple[Any, str] | None = None) -> AccessReport:
+    """Try every action of docs/iam-policy.json with the client's key and report each one;
+    with `queue` (an SQS client and the MAV's queue URL), the queue's actions too."""
     if prefix and not prefix.endswith("/"):
         # CloudTrail writes <prefix>/AWSLogs/..., the slash is implied by the trail setting.
         prefix += "/"
@@ -297,6 +302,8 @@ def check_access(s3: Any, bucket: str, prefix: str = "", *, sample_key: str | No
     found_key, listed = _check_list_bucket(s3, bucket, prefix, checks, want_sample=not sample_key)
     _check_objects(s3, bucket, prefix, sample_key or found_key, listed, checks)
     checks.append(_check_least_privilege(s3, bucket, bucket_names))
+    if queue is not None:
+        checks += check_queue(*queue)
     return AccessReport(bucket=bucket, prefix=prefix, checks=tuple(checks))
 
 
@@ -529,6 +536,51 @@ def _check_least_privilege(s3: Any, bucket: str, names: list[str] | None) -> Che
         f"policies such as AmazonS3ReadOnlyAccess); the whole policy per the setup guide: {policy}"
     )
     return Check(action, WARNING, "; ".join(parts) + f"; it only needs {bucket}", fix)
+
+
+def queue_arn(queue_url: str, region: str) -> str:
+    """The ARN of an SQS queue URL (``https://sqs.<region>.amazonaws.com/<account>/<name>``);
+    `region` stands in when the URL is another endpoint's."""
+    m = re.match(r"^https?://(?:sqs\.([a-z0-9-]+)\.amazonaws\.com|[^/]+)/(\d{12})/([^/?]+)", queue_url)
+    if not m:
+        return "*"
+    return f"arn:aws:sqs:{m.group(1) or region}:{m.group(2)}:{m.group(3)}"
+
+
+# Codes of a DeleteMessage that was authorised but given the check's made-up receipt handle.
+_BAD_HANDLE_CODES = frozenset({"ReceiptHandleIsInvalid", "InvalidParameterValue",
+                               "AWS.SimpleQueueService.ReceiptHandleIsInvalid"})
+_NO_QUEUE_CODES = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
+
+
+def check_queue(sqs: Any, queue_url: str) -> list[Check]:
+    """sqs:ReceiveMessage and sqs:DeleteMessage on the MAV's queue, without consuming a message.
+
+    The receive uses a visibility timeout of 0 (a message it gets is visible again at once;
+    its receive count still goes up by one); the delete uses a made-up receipt handle, which
+    an authorised call rejects as invalid.
+    """
+    resource = queue_arn(queue_url, str(getattr(getattr(sqs, "meta", None), "region_name", None) or "*"))
+    _, err = _call(sqs, "receive_message", QueueUrl=queue_url, MaxNumberOfMessages=1, VisibilityTimeout=0,
+                   WaitTimeSeconds=0)
+    checks = [_queue_check("sqs:ReceiveMessage", queue_url, resource, err)]
+    _, err = _call(sqs, "delete_message", QueueUrl=queue_url, ReceiptHandle="trailhouse-permission-check")
+    checks.append(_queue_check("sqs:DeleteMessage", queue_url, resource,
+                               None if err is not None and err.code in _BAD_HANDLE_CODES else err))
+    return checks
+
+
+def _queue_check(action: str, queue_url: str, resource: str, err: _Error | None) -> Check:
+    if err is None:
+        return Check(action, OK, f"allowed on {queue_url}")
+    if err.code in _NO_QUEUE_CODES:
+        return Check(action, MISSING, f"the queue {queue_url} does not exist ({err})",
+                     "check the MAV's queue_url (copy it from the SQS console) and its region")
+    if err.denied or "AccessDenied" in err.code:
+        return Check(action, MISSING, f"refused on {queue_url} ({err}); notification mode cannot read the queue",
+                     _statement_fix(action, resource))
+    return Check(action, MISSING, f"{action.split(':')[1]} on {queue_url} failed: {err}",
+                 "check the queue URL, region and endpoint, then run `trailhouse mav validate` again")
 
 
 def require(report: AccessReport) -> None:

@@ -61,6 +61,22 @@ def cloudtrail_clients(mav: Mav) -> Callable[[str], Any]:
     return client
 
 
+def sqs_client(mav: Mav) -> Any:
+    """A boto3 SQS client for the MAV's notification queue, signed with the MAV's key pair.
+
+    The region is the queue URL's (``https://sqs.<region>.amazonaws.com/...``), else the MAV's.
+    """
+    import re
+
+    import boto3
+
+    assert mav.queue_url is not None
+    key_id, secret = _key_pair(mav)
+    m = re.match(r"^https://sqs\.([a-z0-9-]+)\.amazonaws\.com/", mav.queue_url)
+    return boto3.client("sqs", aws_access_key_id=key_id, aws_secret_access_key=secret,
+                        region_name=m.group(1) if m else mav.region, endpoint_url=mav.endpoint_url)
+
+
 def open_source(mav: Mav, *, connections: int = 10) -> Source:
     """Where the MAV's delivery files are read: its local folder, or its bucket with its key pair
     (`connections` as for s3_client)."""

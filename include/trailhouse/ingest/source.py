@@ -111,7 +111,7 @@ class Source(Protocol):
     get_calls: int
 
     def list_folders(self, prefix: str) -> list[str]: ...
-    def list_objects(self, prefix: str) -> list[ObjectInfo]: ...
+    def list_objects(self, prefix: str, start_after: str = "", stop_at: str = "") -> list[ObjectInfo]: ...
     def get(self, key: str) -> bytes: ...
     def describe(self) -> str: ...
 
@@ -152,15 +152,22 @@ class S3Source(_Counter):
                 return folders
             token = page["NextContinuationToken"]
 
-    def list_objects(self, prefix: str) -> list[ObjectInfo]:
+    def list_objects(self, prefix: str, start_after: str = "", stop_at: str = "") -> list[ObjectInfo]:
+        """The objects under `prefix` whose keys sort after `start_after` and before `stop_at`
+        (when given); paging stops at the first page that reaches `stop_at`.
+        """
         objects: list[ObjectInfo] = []
         token: str | None = None
         while True:
             kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+            if start_after:
+                kwargs["StartAfter"] = start_after
             if token:
                 kwargs["ContinuationToken"] = token
             page = self._list(kwargs)
             for obj in page.get("Contents", []):
+                if stop_at and obj["Key"] >= stop_at:
+                    return objects
                 objects.append(ObjectInfo(obj["Key"], obj["ETag"].strip('"'), int(obj["Size"])))
             if not page.get("IsTruncated"):
                 return objects
@@ -220,7 +227,8 @@ class LocalSource(_Counter):
             return []
         return sorted(f"{prefix}{e.name}/" for e in os.scandir(folder) if e.is_dir())
 
-    def list_objects(self, prefix: str) -> list[ObjectInfo]:
+    def list_objects(self, prefix: str, start_after: str = "", stop_at: str = "") -> list[ObjectInfo]:
+        """As S3Source.list_objects (one call, whatever the number of files)."""
         self._count(list_calls=1)
         folder = self.root / prefix
         if not folder.is_dir():
@@ -229,8 +237,10 @@ class LocalSource(_Counter):
         for dirpath, _dirs, files in os.walk(folder):
             for name in files:
                 path = Path(dirpath) / name
-                st = path.stat()
                 key = path.relative_to(self.root).as_posix()
+                if key <= start_after or (stop_at and key >= stop_at):
+                    continue
+                st = path.stat()
                 # mtime and size stand in for S3's ETag: a rewritten file is seen as new.
                 objects.append(ObjectInfo(key, f"{st.st_mtime_ns:x}-{st.st_size:x}", st.st_size))
         return sorted(objects, key=lambda o: o.key)

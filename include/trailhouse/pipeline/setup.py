@@ -11,7 +11,7 @@ from typing import Any
 from trailhouse import airflow_env
 from trailhouse.config import Mav, save_mav
 from trailhouse.ingest import access
-from trailhouse.ingest.clients import open_source, s3_client
+from trailhouse.ingest.clients import open_source, s3_client, sqs_client
 
 
 def add_mav(mav_dir: Path, mav: Mav, key_pair: tuple[str, str] | None = None) -> Path:
@@ -32,4 +32,5 @@ def access_report(mav: Mav) -> access.AccessReport | None:
         open_source(mav)  # raises a clear error when the folder is missing
         return None
     assert mav.bucket
-    return access.check_access(s3_client(mav), mav.bucket, mav.prefix)
+    queue = (sqs_client(mav), mav.queue_url) if mav.queue_url else None
+    return access.check_access(s3_client(mav), mav.bucket, mav.prefix, queue=queue)

@@ -12,7 +12,7 @@ from trailhouse.common import chunks
 from trailhouse.config import Mav
 from trailhouse.db import appdb
 from trailhouse.deployment import Deployment
-from trailhouse.ingest.clients import open_source, s3_client
+from trailhouse.ingest.clients import open_source, s3_client, sqs_client
 from trailhouse.ingest.discover import discover, make_batches
 from trailhouse.ingest.source import LocalSource, ObjectInfo
 from trailhouse.ingest.transform import LOADED, QUARANTINED, BatchResult, transform_batch
@@ -66,7 +66,8 @@ def validate(dep: Deployment, mav: Mav) -> dict[str, Any]:
         LocalSource(mav.path)  # raises a clear error when the folder is missing
         return {"bucket": None, "path": mav.path, "ok": True, "checks": []}
     assert mav.bucket is not None
-    report = access.check_access(s3_client(mav), mav.bucket, mav.prefix)
+    queue = (sqs_client(mav), mav.queue_url) if mav.queue_url else None
+    report = access.check_access(s3_client(mav), mav.bucket, mav.prefix, queue=queue)
     progress("validate_access: %s", "required permissions present" if report.ok else "REQUIRED PERMISSION MISSING")
     log.info("permission report for %s:\n%s", mav.name, report.render())
     access.require(report)
@@ -78,7 +79,9 @@ def discover_step(dep: Deployment, mav: Mav, run_id: str, start: datetime, end: 
     """List new objects, record digest/Insights files, and return the batches to transform."""
     eng = dep.engine
     source = open_source(mav, connections=dep.settings.download_threads)
-    found = discover(source, eng, mav, start, end, threads=dep.settings.download_threads, lookback_hours=lookback_hours)
+    queue = sqs_client(mav) if mav.queue_url else None
+    found = discover(source, eng, mav, start, end, threads=dep.settings.download_threads, lookback_hours=lookback_hours,
+                     queue=queue)
     appdb.record_objects(
         eng,
         mav.name,
@@ -102,10 +105,14 @@ def discover_step(dep: Deployment, mav: Mav, run_id: str, start: datetime, end: 
         list_calls=found.list_calls,
     )
     batches = make_batches(found.new, dep.settings.batch_bytes)
+    how = "folders scanned" if found.scanned else "remembered folders"
+    if queue is not None:
+        how += f", {found.queue_messages} queue messages" + (", files from the queue" if found.from_queue else "")
     progress(
-        "discover: %s: %d accounts (%s layout), %d objects found, %d new in %d batches, %d already loaded, %d LIST calls",
+        "discover: %s: %d accounts (%s layout), %d objects found, %d new in %d batches, %d already loaded, %d LIST calls"
+        " (%s)",
         mav.name, len(found.accounts), "+".join(found.layouts), found.found, len(found.new), len(batches),
-        found.skipped, found.list_calls,
+        found.skipped, found.list_calls, how,
     )
     return [
         {"index": i, "objects": [[o.key, o.etag, o.size] for o in batch]} for i, batch in enumerate(batches)

@@ -55,8 +55,20 @@ OVERPRIV = {
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
 }
+QUEUE = "trailhouse-queue"
+QUEUE_ARN = f"arn:aws:sqs:{REGION}:123456789012:{QUEUE}"
+
+
+def _queue_policy(actions: list[str]) -> dict[str, Any]:
+    policy = _policy()
+    policy["Statement"].append({"Sid": "TrailhouseQueue", "Effect": "Allow", "Action": actions, "Resource": QUEUE_ARN})
+    return policy
+
+
 USERS = {
     "good": _policy(),
+    "queue-good": _queue_policy(["sqs:ReceiveMessage", "sqs:DeleteMessage"]),
+    "queue-no-delete": _queue_policy(["sqs:ReceiveMessage"]),
     "restricted": _policy(frozenset({"s3:GetObject", "s3:GetBucketLogging"})),
     "overpriv": OVERPRIV,
     # One user per documented action, lacking only that one: proves moto enforces each
@@ -83,6 +95,7 @@ SETUP: list[tuple[str, str, dict[str, Any]]] = [
     ),
     ("s3", "create_bucket", {"Bucket": OTHER}),
     ("s3", "put_object", {"Bucket": OTHER, "Key": "payroll.csv", "Body": b"secret data"}),
+    ("sqs", "create_queue", {"QueueName": QUEUE}),
 ]
 for _name, _doc in USERS.items():
     SETUP += [
@@ -137,7 +150,7 @@ def moto() -> Iterator[tuple[str, dict[str, tuple[str, str]]]]:
                     raise RuntimeError("moto server did not start") from None
                 time.sleep(0.05)
 
-        clients = {s: _client(s, endpoint, ADMIN) for s in ("s3", "iam")}
+        clients = {s: _client(s, endpoint, ADMIN) for s in ("s3", "iam", "sqs")}
         keys: dict[str, tuple[str, str]] = {}
         for service, op, kwargs in SETUP:
             resp = getattr(clients[service], op)(**kwargs)
@@ -423,3 +436,18 @@ def test_empty_bucket_skips_get_object() -> None:
     assert report.check("s3:GetObject").status == "skipped"
     assert "s3://ct-bucket/trails/AWSLogs/" in report.check("s3:GetObject").detail
     assert report.ok
+
+
+@pytest.mark.parametrize(("user", "missing"), [("queue-good", []), ("queue-no-delete", ["sqs:DeleteMessage"]),
+                                               ("good", ["sqs:ReceiveMessage", "sqs:DeleteMessage"])])
+def test_a_mav_with_a_queue_is_checked_for_reading_and_deleting_its_messages(
+        user: str, missing: list[str], moto: tuple[str, dict[str, tuple[str, str]]]) -> None:
+    endpoint, keys = moto
+    url = f"{endpoint}/123456789012/{QUEUE}"
+    report = check_access(_client("s3", endpoint, keys[user]), BUCKET, queue=(_client("sqs", endpoint, keys[user]), url))
+    assert [c.action for c in report.missing_required()] == missing
+    assert {c.action for c in report.checks} >= {"sqs:ReceiveMessage", "sqs:DeleteMessage"}
+    for c in report.missing_required():
+        assert QUEUE_ARN in c.fix and c.action in c.fix
+    with_no_queue = check_access(_client("s3", endpoint, keys[user]), BUCKET)
+    assert with_no_queue.ok and with_no_queue.check("sqs:ReceiveMessage") is None

@@ -131,9 +131,13 @@ def test_s3_discovery_counts_list_calls(s3_admin, tmp_path: Path, eng) -> None: 
     source = S3Source(s3_admin, "disc-bucket")
     found = discover(source, eng, mav, START, END)
     assert {o.key for o in found.new} == log_keys_in_window(spec, mav)
-    streams = 2 * 2 * 3  # accounts x regions x kinds (log, digest, insight) at most
-    days = 2
-    assert found.list_calls <= 1 + 1 + 2 + 2 * 3 + streams * days
+    # The formula of docs/architecture.md for a scanning run: AWSLogs/, the organisation
+    # folder, each account's kind folders, each kind's region folders, then one per stream.
+    keys = [parse_key(k) for k, _ in generate(spec)]
+    kind_folders = len({(p.account, p.kind) for p in keys})
+    streams = len({(p.account, p.kind, p.region) for p in keys})
+    assert found.scanned and found.streams == streams
+    assert found.list_calls == 1 + 1 + 2 + kind_folders + streams
     assert found.list_calls == source.list_calls
 
 
@@ -149,3 +153,80 @@ def test_batches_bound_bytes_and_keep_every_key() -> None:
     batches = make_batches(objs, batch_bytes=300)
     assert sorted(o.key for b in batches for o in b) == sorted(o.key for o in objs)
     assert all(sum(o.size for o in b) <= 300 or len(b) == 1 for b in batches)
+
+
+def test_hourly_runs_list_only_remembered_streams_and_the_daily_scan_finds_new_accounts(
+        tmp_path: Path, eng) -> None:  # noqa: ANN001
+    root = tmp_path / "bucket"
+    spec = small_spec(accounts=3, digests=False, insights=False)
+    write_to_dir(spec, root)
+    mav = Mav(name="t", path=str(root))
+    evening = datetime(2026, 11, 20, 23, 5, tzinfo=UTC)
+    first = discover(LocalSource(root), eng, mav, START, END, now=evening)
+    second = discover(LocalSource(root), eng, mav, START, END, now=evening + timedelta(minutes=30))
+    assert first.scanned and not second.scanned
+    assert {o.key for o in second.new} == {o.key for o in first.new} == log_keys_in_window(spec, mav)
+    assert second.list_calls == second.streams == 3 * 2  # accounts x regions, one kind
+    assert first.list_calls > second.list_calls
+
+    # A fourth account starts delivering: the same day's runs do not see it, the next day's scan does,
+    # with its files of the day before although a 1-hour look-back does not reach them.
+    bigger = small_spec(accounts=4, digests=False, insights=False)
+    write_to_dir(bigger, root)
+    newcomer = account_ids(bigger)[3]
+    assert newcomer not in discover(LocalSource(root), eng, mav, START, END, now=evening + timedelta(minutes=40)).accounts
+    next_start = datetime(2026, 11, 21, 1, tzinfo=UTC)
+    next_day = discover(LocalSource(root), eng, mav, next_start, next_start + timedelta(hours=1),
+                        now=next_start + timedelta(hours=1, minutes=5), lookback_hours=1)
+    assert next_day.scanned and newcomer in next_day.accounts
+    theirs = {o.key for o in next_day.new if parse_key(o.key).account == newcomer}
+    # listed from the day of the previous scan (the 20th) on
+    assert theirs == {k for k in log_keys_in_window(bigger, mav)
+                      if parse_key(k).account == newcomer and parse_key(k).day == END_DAY}
+    assert theirs
+    assert not any(parse_key(o.key).account != newcomer and parse_key(o.key).day < next_start.date()
+                   for o in next_day.new)
+
+
+def test_a_changed_accounts_filter_scans_again(tmp_path: Path, eng) -> None:  # noqa: ANN001
+    root = tmp_path / "bucket"
+    spec = small_spec(digests=False, insights=False)
+    write_to_dir(spec, root)
+    accounts = account_ids(spec)
+    now = datetime(2026, 11, 21, 0, 5, tzinfo=UTC)
+    one = discover(LocalSource(root), eng, Mav(name="t", path=str(root), accounts=[accounts[0]]), START, END, now=now)
+    two = discover(LocalSource(root), eng, Mav(name="t", path=str(root), accounts=accounts[:2]), START, END, now=now)
+    assert one.scanned and two.scanned
+    assert one.accounts == [accounts[0]] and two.accounts == sorted(accounts[:2])
+
+
+def test_list_calls_at_1000_accounts_follow_the_documented_formula(s3_admin, tmp_path: Path, eng) -> None:  # noqa: ANN001
+    """docs/architecture.md, "Discovery and its LIST cost": a scanning run makes
+    1 + O + A + A*K + S calls, an hourly run S (S = A*K*R streams; one page each here)."""
+    regions = ("us-east-1",)
+    spec = small_spec(seed=5, accounts=1000, regions=regions, days=1, files_per_region_day=1, events_per_file=1,
+                      digests=False, insights=False, duplicates=0)
+    s3_admin.create_bucket(Bucket="disc-1000")
+    write_to_s3(spec, s3_admin, "disc-1000")
+    mav = Mav(name="big", bucket="disc-1000")
+    accounts, orgs, kinds = 1000, 1, 1
+    streams = accounts * kinds * len(regions)
+    now = datetime(2026, 11, 21, 0, 5, tzinfo=UTC)
+    scan = discover(S3Source(s3_admin, "disc-1000"), eng, mav, START, END, now=now)
+    hourly = discover(S3Source(s3_admin, "disc-1000"), eng, mav, START, END, now=now + timedelta(hours=1))
+    assert scan.scanned and not hourly.scanned and scan.streams == hourly.streams == streams
+    assert scan.list_calls == 1 + orgs + accounts + accounts * kinds + streams
+    assert hourly.list_calls == streams
+    assert {o.key for o in hourly.new} == {o.key for o in scan.new} == log_keys_in_window(spec, mav)
+
+
+def test_the_memory_works_on_postgresql(tmp_path: Path, pg_url: str) -> None:
+    root = tmp_path / "bucket"
+    spec = small_spec(digests=False, insights=False)
+    write_to_dir(spec, root)
+    eng = appdb.engine(pg_url)
+    mav = Mav(name="t", path=str(root))
+    now = datetime(2026, 11, 21, 0, 5, tzinfo=UTC)
+    runs = [discover(LocalSource(root), eng, mav, START, END, now=now + timedelta(hours=h)) for h in (0, 1, 24)]
+    assert [r.scanned for r in runs] == [True, False, True]
+    assert all({o.key for o in r.new} == log_keys_in_window(spec, mav) for r in runs)

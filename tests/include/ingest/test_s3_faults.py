@@ -165,9 +165,9 @@ def test_500s_and_connection_resets_are_retried(direct: Run, proxy: FaultProxy, 
 
 
 def test_slow_answers_time_out_and_are_retried(direct: Run, proxy: FaultProxy, tmp_path: Path) -> None:
-    # Every 5th answer waits 0.3 s, longer than the read timeout: the client gives up on it
+    # Every 3rd answer waits 0.3 s, longer than the read timeout: the client gives up on it
     # and asks again (the proxy's late answer goes to a closed connection).
-    proxy.slow_every(5, 0.3)
+    proxy.slow_every(3, 0.3)
     got = run(proxy.url, tmp_path, read_timeout=0.2)
     report("slow answers", proxy, got.seconds)
     got.same_result(direct)
