@@ -1,4 +1,4 @@
-"""`make bench BENCH_ARGS="..."`: ingest, baselines, discovery, queries and rules on one set of synthetic files."""
+"""`make bench BENCH_ARGS="..."`: the library sections (ingest, baselines, discovery, queries, rules) and the product's commands (bench/product.py) on one set of synthetic files."""
 
 from __future__ import annotations
 

@@ -50,6 +50,7 @@ LOOKBACK_HOURS = 72  # reaches from the run's hour back over both synthetic days
 SQL_COUNT = "SELECT count(*) FROM cloudtrail_events"
 SQL_REPEATS = 5
 COMMAND_TIMEOUT = 1800.0
+LATENCY_REPEATS = 2  # the faster of two: other load on a shared machine only ever slows a run
 
 
 # --------------------------------------------------------------------------- measuring a command
@@ -196,7 +197,7 @@ class Home:
 
     @property
     def airflow_db_url(self) -> str:
-        return self.env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN") or f"sqlite:///{self.root / 'airflow' / 'airflow.db'}"
+        return self.env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN") or f"sqlite:///{self.env['AIRFLOW_HOME']}/airflow.db"
 
     def trailhouse(self, *args: str, timeout: float = COMMAND_TIMEOUT) -> Measured:
         """A `trailhouse` command in this home (`python -m trailhouse.cli`, the console script's code)."""
@@ -212,13 +213,18 @@ class Home:
 
 
 def make_home(root: Path, extra: dict[str, str] | None = None) -> Home:
-    """An environment with nothing of this process's own Airflow or trailhouse settings."""
+    """An environment with nothing of this process's own Airflow or trailhouse settings.
+
+    The Airflow home (embedded SQLite database) is shared by the homes of one bench run
+    (work/airflow, unless `extra` names another): its first-use migration is paid once.
+    """
     root.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "TRAILHOUSE_"))}
     env["PATH"] = f"{Path(PYTHON).parent}{os.pathsep}{env.get('PATH', '')}"
     # The bench's own code (PYTHONPATH=include in development) is the code under test.
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(settings.PROJECT_ROOT / "include"), env.get("PYTHONPATH")) if p)
     env["TRAILHOUSE_HOME"] = str(root)
+    env["AIRFLOW_HOME"] = str(root.parent / "airflow")
     env.update(extra or {})
     return Home(root, env)
 
@@ -310,7 +316,8 @@ def run_section(ds: Dataset, unique_events: int, work: Path, sheet: Sheet, sql_r
     res: dict[str, Any] = {"events": ds.events, "log": home.log}
     try:
         setup = home.check(home.trailhouse("airflow", "db", "check"))  # first use: `airflow db migrate`
-        sheet.add(s, "setup: Airflow database (first use)", setup.wall_s, "s", note="`trailhouse airflow db check`; not in any figure below")
+        sheet.add(s, "setup: Airflow database (first use)", setup.wall_s, "s",
+                  note="`trailhouse airflow db check` (migrates on first use); not in any figure below")
         home.check(home.trailhouse("mav", "add", MAV, "--path", str(ds.root), "--lookback-hours", str(LOOKBACK_HOURS)))
         at = run_at(ds.spec.end)
         first = home.trailhouse("run", MAV, "--json", "--at", at.strftime("%Y-%m-%dT%H:%M"))
@@ -396,7 +403,7 @@ def backfill_section(work: Path, sheet: Sheet, events: int, days: int) -> dict[s
     home = make_home(work / "backfill-home")
     res: dict[str, Any] = {"days": days, "events": written.events, "log": home.log}
     try:
-        home.check(home.trailhouse("airflow", "db", "check"))
+        home.check(home.trailhouse("airflow", "db", "check"))  # a no-op unless the run section was skipped
         home.check(home.trailhouse("mav", "add", MAV, "--path", str(bucket)))
         first = spec.end - datetime.timedelta(days=days - 1)
         # The day after `end` holds the re-delivery: part of the history too.
@@ -733,7 +740,7 @@ def _latency(ds: Dataset, work: Path, sheet: Sheet, s: str, max_events: int, lat
             break
     bucket = "trailhouse-bench-latency"
     home = make_home(work / "latency-home")
-    home.check(home.trailhouse("airflow", "db", "check"))
+    home.check(home.trailhouse("airflow", "db", "check"))  # a no-op unless the run section was skipped
     with moto_server() as endpoint:
         admin = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="bench",
                              aws_secret_access_key="bench")
@@ -753,13 +760,18 @@ def _latency(ds: Dataset, work: Path, sheet: Sheet, s: str, max_events: int, lat
             home.check(home.trailhouse("mav", "add", "lat", "--bucket", bucket, "--endpoint-url", proxy.url,
                                        "--credentials-csv", str(creds)))
             for ms in latencies_ms:
-                proxy.clear()
-                if ms:
-                    proxy.latency(ms / 1000)
-                m = _probe(home, objects, work / f"latency-staging-{ms}")
-                out = _last_json(m.stdout)
-                out.update(ms=ms, peak_rss=m.peak_sum, proxied_requests=proxy.requests, delayed=proxy.injected.get("slow", 0))
-                res["runs"].append(out)
+                tries = []
+                for n in range(LATENCY_REPEATS):
+                    proxy.clear()
+                    if ms:
+                        proxy.latency(ms / 1000)
+                    m = _probe(home, objects, work / f"latency-staging-{ms}-{n}")
+                    out = _last_json(m.stdout)
+                    out.update(ms=ms, peak_rss=m.peak_sum, proxied_requests=proxy.requests,
+                               delayed=proxy.injected.get("slow", 0))
+                    tries.append(out)
+                best = min(tries, key=lambda r: r["seconds"])
+                res["runs"].append({**best, "tries_s": [r["seconds"] for r in tries]})
     res["events"], res["files"] = events, len(objects)
     base = res["runs"][0]
     for r in res["runs"]:
@@ -768,7 +780,7 @@ def _latency(ds: Dataset, work: Path, sheet: Sheet, s: str, max_events: int, lat
         sheet.add(s, f"transform via proxy +{r['ms']} ms/request", eps, "events/s",
                   ratio=f"{r['ratio']:.2f}x of +0 ms",
                   note=f"{r['rows']:,} events, {len(objects):,} files, {r['gets']:,} GETs in {r['batches']} batch(es), "
-                       f"{r['seconds']:.1f} s, {r['threads']} download threads; peak RSS {r['peak_rss'] / MIB:,.0f} MiB")
+                       f"best of {', '.join(f'{x:.1f}' for x in r['tries_s'])} s, {r['threads']} download threads; peak RSS {r['peak_rss'] / MIB:,.0f} MiB")
 
 
 def _probe(home: Home, objects: list[tuple[str, str, int]], staging: Path) -> Measured:
