@@ -50,6 +50,7 @@ LOOKBACK_HOURS = 72  # reaches from the run's hour back over both synthetic days
 SQL_COUNT = "SELECT count(*) FROM cloudtrail_events"
 SQL_REPEATS = 5
 COMMAND_TIMEOUT = 1800.0
+PSS_EVERY = 10  # samples between two PSS readings
 LATENCY_REPEATS = 2  # the faster of two: other load on a shared machine only ever slows a run
 
 
@@ -67,6 +68,7 @@ class Measured:
     stderr: str
     procs: list[dict[str, Any]]  # pid, name, peak_rss (bytes), one per process seen
     peak_sum: int  # bytes, the biggest sum of RSS over the tree at one sample
+    peak_pss_sum: int  # bytes, the same with PSS (shared pages counted once), sampled once a second
 
     @property
     def ok(self) -> bool:
@@ -113,6 +115,8 @@ class TreeSampler:
         self.interval = interval
         self.peaks: dict[tuple[int, float], dict[str, Any]] = {}  # (pid, create_time) -> process
         self.peak_sum = 0
+        self.peak_pss_sum = 0  # PSS: shared pages split between the processes that share them
+        self._samples = 0
         self._procs: dict[int, psutil.Process] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="tree-sampler")
@@ -133,19 +137,25 @@ class TreeSampler:
         return out
 
     def sample(self) -> None:
-        total = 0
+        total = pss = 0
+        with_pss = self._samples % PSS_EVERY == 0  # reading smaps costs more: once a second
+        self._samples += 1
         for proc in self._tree():
             try:
                 rss = proc.memory_info().rss
                 key = (proc.pid, proc.create_time())
+                pss += proc.memory_full_info().pss if with_pss else 0
             except psutil.Error:
                 continue
             total += rss
             seen = self.peaks.get(key)
             if seen is None:
                 seen = self.peaks[key] = {"pid": proc.pid, "name": _label(proc), "peak_rss": 0}
+            elif " " not in seen["name"]:  # seen first mid-exec, before its command line was there
+                seen["name"] = _label(proc)
             seen["peak_rss"] = max(seen["peak_rss"], rss)
         self.peak_sum = max(self.peak_sum, total)
+        self.peak_pss_sum = max(self.peak_pss_sum, pss)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -181,7 +191,7 @@ def measure(cmd: list[str], env: dict[str, str], *, cwd: Path, timeout: float = 
     finally:
         sampler.stop()
     wall = time.perf_counter() - t0
-    return Measured(cmd, wall, proc.returncode, out, err, sampler.procs, sampler.peak_sum)
+    return Measured(cmd, wall, proc.returncode, out, err, sampler.procs, sampler.peak_sum, sampler.peak_pss_sum)
 
 
 # --------------------------------------------------------------------------- an isolated home
@@ -299,7 +309,8 @@ def _last_json(text: str) -> dict[str, Any]:
 
 
 def add_memory(sheet: Sheet, section: str, label: str, m: Measured) -> None:
-    sheet.add(section, f"{label}: peak RSS, sum over processes", m.peak_sum / MIB, "MiB", note=m.memory_note())
+    sheet.add(section, f"{label}: peak RSS, sum over processes", m.peak_sum / MIB, "MiB",
+              note=f"{m.memory_note()}; PSS sum {m.peak_pss_sum / MIB:,.0f} MiB")
     sheet.add(section, f"{label}: peak RSS, biggest process", m.peak_one / MIB, "MiB")
 
 
@@ -347,7 +358,7 @@ def run_section(ds: Dataset, unique_events: int, work: Path, sheet: Sheet, sql_r
 
 def _run_result(home: Home, m: Measured) -> dict[str, Any]:
     out: dict[str, Any] = {"wall_s": m.wall_s, "rc": m.returncode, "peak_sum": m.peak_sum, "peak_one": m.peak_one,
-                           "procs": m.procs}
+                           "peak_pss_sum": m.peak_pss_sum, "procs": m.procs}
     if not m.ok:
         out["error"] = m.failure()
     try:
@@ -651,6 +662,10 @@ def _scheduled(ds: Dataset, work: Path, sheet: Sheet, s: str, airflow_url: str, 
         res["killed_on_stop"] = killed
     res["procs"] = af.sampler.procs
     res["peak_sum"] = af.sampler.peak_sum
+    res["peak_pss_sum"] = af.sampler.peak_pss_sum
+    sheet.add(s, "Airflow processes: peak PSS, sum", af.sampler.peak_pss_sum / MIB, "MiB",
+              note="shared pages split between the processes sharing them (forked workers share most); "
+                   "sampled once a second")
     sheet.add(s, "Airflow processes: peak RSS, sum", af.sampler.peak_sum / MIB, "MiB",
               note=f"api-server, scheduler, dag-processor and every task process, whole section; "
                    f"{len(af.sampler.procs)} processes; biggest (MiB): "
