@@ -38,7 +38,7 @@ from typing import Any
 import psutil
 
 from bench.common import MIB, Sheet, median
-from bench.data import REGIONS, Dataset
+from bench.data import END, REGIONS, Dataset
 from trailhouse import settings
 from trailhouse.dev import synth
 
@@ -400,7 +400,7 @@ def backfill_spec(events: int, days: int) -> synth.SynthSpec:
     accounts = 20
     per_file = 200
     files = max(1, round(events / (accounts * len(REGIONS) * days * per_file)))
-    end = datetime.date(2026, 11, 25)
+    end = END
     return synth.SynthSpec(seed=9, accounts=accounts, regions=REGIONS, days=days, end=end, events_per_file=per_file,
                            files_per_region_day=files, bucket="trailhouse-bench-backfill")
 
