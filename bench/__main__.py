@@ -1,4 +1,4 @@
-"""`make bench BENCH_ARGS="..."`: ingest, baselines, discovery, queries and rules on one set of synthetic files."""
+"""`make bench BENCH_ARGS="..."`: the library sections (ingest, baselines, discovery, queries, rules) and the product's commands (bench/product.py) on one set of synthetic files."""
 
 from __future__ import annotations
 
@@ -14,10 +14,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import backfill_bench, baselines, data, discovery, ingest, profiling, queries, rules_bench
+from bench import backfill_bench, baselines, data, discovery, ingest, product, profiling, queries, rules_bench
 from bench.common import MIB, Sheet, isolated, markdown, render
 
-SECTIONS = ("ingest", "duckdb", "floor", "backfill", "discovery", "moto", "queries", "rules", "profile")
+SECTIONS = ("ingest", "duckdb", "floor", "backfill", "discovery", "moto", "queries", "rules", "profile",
+            "run", "cli_backfill", "scheduled", "s3latency")
+PRODUCT = ("run", "cli_backfill", "scheduled", "s3latency")  # bench/product.py: the commands users run
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -70,7 +72,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--query-events", type=int, default=10_000_000,
                    help="events in the query warehouse (default 10,000,000; built from the ingested table)")
     p.add_argument("--skip", default="", help=f"comma-separated sections to skip: {', '.join(SECTIONS)} "
-                                              "('baselines' = duckdb,floor)")
+                                              "('baselines' = duckdb,floor; 'product' = run,cli_backfill,scheduled,"
+                                              "s3latency; 'library' = every section but those)")
+    p.add_argument("--backfill-events", type=int, default=200_000,
+                   help="events in the `trailhouse backfill` bucket (default 200,000)")
+    p.add_argument("--backfill-days", type=int, default=5, help="delivery days of that bucket (default 5)")
+    p.add_argument("--latency-events", type=int, default=100_000,
+                   help="events of the files put on moto's S3 server for the latency section (default 100,000)")
+    p.add_argument("--latencies", default="0,20,50", help="added ms per S3 request, first = the baseline (default 0,20,50)")
     p.add_argument("--discovery-accounts", default="20,200",
                    help="comma-separated account counts of the moto discovery scale section, each at 4 and 17 regions "
                         "(default 20,200; 1000 adds ~15 min)")
@@ -83,10 +92,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     if "baselines" in skip:
         skip |= {"duckdb", "floor"}
-    unknown = skip - set(SECTIONS) - {"baselines"}
+    if "product" in skip:
+        skip |= set(PRODUCT)
+    if "library" in skip:
+        skip |= set(SECTIONS) - set(PRODUCT)
+    unknown = skip - set(SECTIONS) - {"baselines", "product", "library"}
     if unknown:
         p.error(f"unknown section(s) in --skip: {', '.join(sorted(unknown))}; known: {', '.join(SECTIONS)}")
     args.skip_set = skip
+    try:
+        args.latency_ms = [int(x) for x in args.latencies.split(",") if x.strip()]
+    except ValueError:
+        p.error(f"--latencies takes comma-separated whole milliseconds (e.g. 0,20,50), not {args.latencies!r}")
+    if not args.latency_ms or args.latency_ms[0] != 0:
+        p.error("--latencies must start with 0: the no-latency figure the others are compared to")
     return args
 
 
@@ -168,6 +187,7 @@ def targets(sheet: Sheet, got: dict[str, Any]) -> None:
                 f"LIST calls {', '.join(str(r['list_calls']) for r in rows)} for {', '.join(str(r['days']) for r in rows)} "
                 f"days; one LIST {per_call:.2f}x slower at {rows[-1]['days']}d; flat = same LIST calls and time "
                 f"growth <= 1.5x beyond the store's per-call latency")
+    product.targets(add, got.get("product", {}), got.get("baselines", {}).get("duckdb"))
     q = got.get("queries")
     if q:
         n = q["warehouse"]["events"]
@@ -178,6 +198,137 @@ def targets(sheet: Sheet, got: dict[str, Any]) -> None:
             worst < 1 and n >= 10_000_000 if n >= 10_000_000 else None,
             f"slowest query/engine {worst:.2f} s; with the faster engine per query {best_each:.2f} s; "
             f"over 1 s: {', '.join(slow) or 'none'}" + ("" if n >= 10_000_000 else "; table < 10M events: not judged"))
+
+
+def ingest_section(ds: data.Dataset, work: Path, sheet: Sheet, got: dict[str, Any]) -> str:
+    """The library ingest with 1 and 2 workers; returns the 1-worker run's warehouse."""
+    runs = []
+    for workers in (1, 2):
+        step(f"ingest with {workers} worker process(es)")
+        runs.append(ingest.run(ds, work, workers))
+    ingest.report(ds, runs, sheet)
+    got["ingest"] = runs
+    for r in runs[1:]:
+        shutil.rmtree(r.warehouse, ignore_errors=True)
+    for tag in ("1w", "2w"):
+        shutil.rmtree(work / f"staging-{tag}", ignore_errors=True)
+    return str(runs[0].warehouse)
+
+
+def ratios(sheet: Sheet, got: dict[str, Any]) -> None:
+    """The ingest runs against DuckDB and the gunzip + parse floor."""
+    s = "ratios"
+    duck = got["baselines"].get("duckdb")
+    floor = got["baselines"].get("floor")
+    for r in got["ingest"]:
+        w = f"{r.workers}w"
+        for label, eps in (("end to end", r.events / r.wall_s), ("transform-only", r.events / r.transform_s)):
+            if duck:
+                d = duck["rows"] / duck["seconds"]
+                sheet.add(s, f"ours {w} {label} / duckdb (2 threads)", eps / d, "x")
+                if label == "end to end":
+                    sheet.add(s, f"ours {w} / duckdb, events per CPU-second", (r.events / r.cpu_s)
+                              / (duck["rows"] / duck["cpu_s"]), "x", note="little affected by other load")
+            if floor:
+                f1 = floor["records"] / (floor["isal_s"] + floor["msgspec_s"])
+                sheet.add(s, f"ours {w} {label} / floor ({r.workers} core{'s' if r.workers > 1 else ''})",
+                          eps / (f1 * r.workers), "x", note="1.0 = as fast as gunzip + msgspec decode")
+                if label == "end to end":
+                    fc = floor["records"] / (floor["isal_cpu_s"] + floor["msgspec_cpu_s"])
+                    sheet.add(s, f"ours {w} / floor, events per CPU-second", (r.events / r.cpu_s) / fc, "x",
+                              note="little affected by other load")
+
+
+def history_sections(ds: data.Dataset, work: Path, sheet: Sheet, got: dict[str, Any], skip: set[str],
+                     accounts: tuple[int, ...]) -> None:
+    """Library backfill, discovery as the history grows, and discovery at `accounts` x 4 / 17 regions."""
+    if "backfill" not in skip:
+        step("backfill: every delivery day of the bucket, 2 workers")
+        got["backfill"] = backfill_bench.run(ds, work, sheet)
+
+    if "discovery" not in skip or "moto" not in skip:
+        results = []
+        if "discovery" not in skip:
+            step("discovery: local bucket, 7 / 30 / 90 days of history")
+            results += discovery.run_local(work)
+        if "moto" not in skip:
+            step("discovery: moto S3 server, 7 / 30 / 90 days of history")
+            try:
+                results += discovery.run_moto(work)
+                step("discovery: moto S3 server, accounts x 4 / 17 regions")
+                discovery.run_scale(work, sheet, accounts)
+            except Exception as exc:  # moto is optional here: say why and go on
+                sheet.add("discovery", "moto S3", None, note=f"skipped: {type(exc).__name__}: {exc}")
+        discovery.report(results, sheet)
+        got["discovery"] = results
+
+
+def warehouse_sections(args: argparse.Namespace, ds: data.Dataset, work: Path, sheet: Sheet, got: dict[str, Any],
+                       base_uri: str | None) -> None:
+    """Queries, rules and the profiled batch over a loaded warehouse."""
+    skip = args.skip_set
+    if ({"queries", "rules"} - skip) and base_uri is None:
+        step("no ingest section: loading the data once (untimed) for queries/rules")
+        base_uri = ingest.run(ds, work, 2).warehouse
+
+    if "queries" not in skip:
+        assert base_uri is not None
+        step(f"queries: building a {args.query_events:,}-event warehouse")
+        q_uri = str(work / "warehouse-queries")
+        built, _ = isolated(queries.build, base_uri, q_uri, args.query_events)
+        step("queries: running")
+        res, rss = isolated(queries.run_queries, q_uri, data.END)
+        queries.report(built, res, rss, sheet)
+        got["queries"] = {"warehouse": built, **res}
+        shutil.rmtree(q_uri, ignore_errors=True)
+
+    if "rules" not in skip:
+        assert base_uri is not None
+        step("rules: built-in rules over the ingested events")
+        res, rss = isolated(rules_bench.evaluate_all, base_uri)
+        rules_bench.report(res, rss, sheet)
+
+    if "profile" not in skip:
+        step(f"profile: one transform_batch of ~{args.profile_events:,} events under cProfile")
+        per_event = ds.uncompressed_bytes / max(1, ds.events)
+        objs, size = [], 0
+        for path in ds.log_files:
+            objs.append((path.relative_to(ds.root).as_posix(), "bench", path.stat().st_size))
+            size += data.gzip_isize(path)
+            if size >= args.profile_events * per_event:
+                break
+        res, _ = isolated(profiling.profile_batch, str(ds.root), objs, str(work / "staging-profile"))
+        profiling.report(res, sheet)
+
+
+def product_sections(args: argparse.Namespace, ds: data.Dataset, work: Path, sheet: Sheet, got: dict[str, Any]) -> None:
+    """bench/product.py: the `trailhouse` commands, with DuckDB on the same files as the baseline."""
+    skip = args.skip_set
+    res: dict[str, Any] = {}
+    if "run" not in skip:
+        if "duckdb" not in got.get("baselines", {}):
+            step("baseline for the product run: DuckDB read_json on the same files")
+            got.setdefault("baselines", {}).update(baselines.run(ds.log_files, work, ds.events, sheet, {"floor"}))
+        step("product: trailhouse mav add / run / run (nothing new) / sql")
+        res["run"] = product.run_section(ds, sheet.details["data"]["unique_events"], work, sheet)
+        if not args.keep:
+            shutil.rmtree(work / "product-home", ignore_errors=True)
+    if "cli_backfill" not in skip:
+        step(f"product: trailhouse backfill, {args.backfill_days} days, ~{args.backfill_events:,} events")
+        res["cli_backfill"] = product.backfill_section(work, sheet, args.backfill_events, args.backfill_days)
+        if not args.keep:
+            shutil.rmtree(work / "backfill-home", ignore_errors=True)
+    if "scheduled" not in skip:
+        step("product: the DAG under scheduler + LocalExecutor + PostgreSQL")
+        res["scheduled"] = product.scheduled_section(ds, work, sheet)
+        if not args.keep:
+            shutil.rmtree(work / "scheduled-home", ignore_errors=True)
+    if "s3latency" not in skip:
+        step(f"product: transform from moto S3 through the proxy at +{args.latencies} ms")
+        res["s3latency"] = product.latency_section(ds, work, sheet, args.latency_events, args.latency_ms)
+    if res:
+        got["product"] = res
+        sheet.details["product"] = res
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -193,7 +344,9 @@ def main(argv: list[str] | None = None) -> int:
     sheet = Sheet()
     sheet.details["machine"] = machine()
     sheet.details["args"] = {"events": args.events, "query_events": args.query_events, "skip": sorted(skip),
-                             "profile_events": args.profile_events}
+                             "profile_events": args.profile_events, "backfill_events": args.backfill_events,
+                             "backfill_days": args.backfill_days, "latency_events": args.latency_events,
+                             "latencies_ms": args.latency_ms}
     sheet.details["work_dir"] = str(work)
     sheet.details["git"] = git_state()
     got: dict[str, Any] = {}
@@ -202,98 +355,19 @@ def main(argv: list[str] | None = None) -> int:
         step(f"work dir {work}; generating ~{args.events:,} events")
         ds = data.build(work, args.events, sheet)
 
-        base_uri = None
-        if "ingest" not in skip:
-            runs = []
-            for workers in (1, 2):
-                step(f"ingest with {workers} worker process(es)")
-                runs.append(ingest.run(ds, work, workers))
-            ingest.report(ds, runs, sheet)
-            got["ingest"] = runs
-            base_uri = runs[0].warehouse
-            for r in runs[1:]:
-                shutil.rmtree(r.warehouse, ignore_errors=True)
-            for tag in ("1w", "2w"):
-                shutil.rmtree(work / f"staging-{tag}", ignore_errors=True)
+        base_uri = ingest_section(ds, work, sheet, got) if "ingest" not in skip else None
 
         if {"duckdb", "floor"} - skip:
             step("baselines: DuckDB read_json and gunzip/parse floors")
             got["baselines"] = baselines.run(ds.log_files, work, ds.events, sheet, skip)
 
         if "ingest" in got and "baselines" in got:
-            s = "ratios"
-            duck = got["baselines"].get("duckdb")
-            floor = got["baselines"].get("floor")
-            for r in got["ingest"]:
-                w = f"{r.workers}w"
-                for label, eps in (("end to end", r.events / r.wall_s), ("transform-only", r.events / r.transform_s)):
-                    if duck:
-                        d = duck["rows"] / duck["seconds"]
-                        sheet.add(s, f"ours {w} {label} / duckdb (2 threads)", eps / d, "x")
-                        if label == "end to end":
-                            sheet.add(s, f"ours {w} / duckdb, events per CPU-second", (r.events / r.cpu_s)
-                                      / (duck["rows"] / duck["cpu_s"]), "x", note="little affected by other load")
-                    if floor:
-                        f1 = floor["records"] / (floor["isal_s"] + floor["msgspec_s"])
-                        sheet.add(s, f"ours {w} {label} / floor ({r.workers} core{'s' if r.workers > 1 else ''})",
-                                  eps / (f1 * r.workers), "x", note="1.0 = as fast as gunzip + msgspec decode")
-                        if label == "end to end":
-                            fc = floor["records"] / (floor["isal_cpu_s"] + floor["msgspec_cpu_s"])
-                            sheet.add(s, f"ours {w} / floor, events per CPU-second", (r.events / r.cpu_s) / fc, "x",
-                                      note="little affected by other load")
+            ratios(sheet, got)
 
-        if "backfill" not in skip:
-            step("backfill: every delivery day of the bucket, 2 workers")
-            got["backfill"] = backfill_bench.run(ds, work, sheet)
+        history_sections(ds, work, sheet, got, skip, tuple(int(a) for a in args.discovery_accounts.split(",")))
+        warehouse_sections(args, ds, work, sheet, got, base_uri)
 
-        if "discovery" not in skip or "moto" not in skip:
-            results = []
-            if "discovery" not in skip:
-                step("discovery: local bucket, 7 / 30 / 90 days of history")
-                results += discovery.run_local(work)
-            if "moto" not in skip:
-                step("discovery: moto S3 server, 7 / 30 / 90 days of history")
-                try:
-                    results += discovery.run_moto(work)
-                    step("discovery: moto S3 server, accounts x 4 / 17 regions")
-                    discovery.run_scale(work, sheet, tuple(int(a) for a in args.discovery_accounts.split(",")))
-                except Exception as exc:  # moto is optional here: say why and go on
-                    sheet.add("discovery", "moto S3", None, note=f"skipped: {type(exc).__name__}: {exc}")
-            discovery.report(results, sheet)
-            got["discovery"] = results
-
-        if ({"queries", "rules"} - skip) and base_uri is None:
-            step("no ingest section: loading the data once (untimed) for queries/rules")
-            base_uri = ingest.run(ds, work, 2).warehouse
-
-        if "queries" not in skip:
-            assert base_uri is not None
-            step(f"queries: building a {args.query_events:,}-event warehouse")
-            q_uri = str(work / "warehouse-queries")
-            built, _ = isolated(queries.build, base_uri, q_uri, args.query_events)
-            step("queries: running")
-            res, rss = isolated(queries.run_queries, q_uri, data.END)
-            queries.report(built, res, rss, sheet)
-            got["queries"] = {"warehouse": built, **res}
-            shutil.rmtree(q_uri, ignore_errors=True)
-
-        if "rules" not in skip:
-            assert base_uri is not None
-            step("rules: built-in rules over the ingested events")
-            res, rss = isolated(rules_bench.evaluate_all, base_uri)
-            rules_bench.report(res, rss, sheet)
-
-        if "profile" not in skip:
-            step(f"profile: one transform_batch of ~{args.profile_events:,} events under cProfile")
-            per_event = ds.uncompressed_bytes / max(1, ds.events)
-            objs, size = [], 0
-            for path in ds.log_files:
-                objs.append((path.relative_to(ds.root).as_posix(), "bench", path.stat().st_size))
-                size += data.gzip_isize(path)
-                if size >= args.profile_events * per_event:
-                    break
-            res, _ = isolated(profiling.profile_batch, str(ds.root), objs, str(work / "staging-profile"))
-            profiling.report(res, sheet)
+        product_sections(args, ds, work, sheet, got)
 
         step("done")
         loads = [x["load1"] for x in LOAD]

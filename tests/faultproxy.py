@@ -121,6 +121,10 @@ class FaultProxy:
         assert 0 <= seconds <= 5, "keep injected delays small"
         return self._add(Rule("slow", lambda i: i % k == 0, op, key, seconds=seconds))
 
+    def latency(self, seconds: float, *, op: str | None = None) -> FaultProxy:
+        """Delay every request (or every `op` request) by `seconds`: a distant endpoint's round trip."""
+        return self.slow_every(1, seconds, op=op)
+
     def always(self, status: int = 503, code: str = "SlowDown", *,
                op: str | None = None, key: str | None = None) -> FaultProxy:
         return self._add(Rule("error", lambda i: True, op, key, status, code))
@@ -170,7 +174,7 @@ class FaultProxy:
             pass
 
         Handler.proxy = proxy
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._server.handle_error = lambda request, client_address: None  # a client that hung up
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="faultproxy",
@@ -191,6 +195,10 @@ class FaultProxy:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # a client's whole connection pool may connect at once (the default is 5)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -175,6 +175,16 @@ def test_slow_answers_time_out_and_are_retried(direct: Run, proxy: FaultProxy, t
     assert proxy.requests >= direct.list_calls + direct.get_calls + proxy.injected["slow"]
 
 
+def test_latency_delays_every_request_and_changes_nothing_else(direct: Run, proxy: FaultProxy, tmp_path: Path) -> None:
+    # The benchmark's distant-S3 setting (bench/product.py): every answer 20 ms late.
+    proxy.latency(0.02)
+    got = run(proxy.url, tmp_path)
+    report("latency 20 ms", proxy, got.seconds)
+    got.same_result(direct)
+    assert proxy.faults == 0
+    assert proxy.injected["slow"] == proxy.requests == direct.list_calls + direct.get_calls
+
+
 def test_permanent_get_failure_fails_the_batch_without_staging(direct: Run, proxy: FaultProxy,
                                                               tmp_path: Path) -> None:
     objects = [ObjectInfo(*o) for o in direct.new]
