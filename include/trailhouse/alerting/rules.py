@@ -535,9 +535,12 @@ def _crossed(aux: Any, t: Threshold, new: Any, old: Any) -> list[int]:
 
     wanted = {"_row", "event_time", *_DERIVED_INPUTS, *t.group_by}
     cols = [c for c in new.column_names if c in wanted]
+    # Plain types: one of the two tables may hold dictionary-encoded columns (see by_source).
+    schema = pa.schema([pa.field(f.name, f.type.value_type) if pa.types.is_dictionary(f.type) else f
+                        for f in new.schema if f.name in wanted])
     candidates = pa.concat_tables([
-        new.select(cols).append_column("is_new", pa.array([True] * new.num_rows, pa.bool_())),
-        old.select(cols).append_column("is_new", pa.array([False] * old.num_rows, pa.bool_())),
+        new.select(cols).cast(schema).append_column("is_new", pa.array([True] * new.num_rows, pa.bool_())),
+        old.select(cols).cast(schema).append_column("is_new", pa.array([False] * old.num_rows, pa.bool_())),
     ])
     aux.register("_candidates", candidates)
     try:
