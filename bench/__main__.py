@@ -286,7 +286,8 @@ def warehouse_sections(args: argparse.Namespace, ds: data.Dataset, work: Path, s
         assert base_uri is not None
         step("rules: built-in rules over the ingested events")
         res, rss = isolated(rules_bench.evaluate_all, base_uri)
-        rules_bench.report(res, rss, sheet)
+        step("rules: evaluate_step over the loaded run (the evaluate_rules task)")
+        rules_bench.report(res, rss, sheet, isolated(rules_bench.evaluate_step_run, base_uri, str(work)))
 
     if "profile" not in skip:
         step(f"profile: one transform_batch of ~{args.profile_events:,} events under cProfile")

@@ -222,15 +222,20 @@ def quarantined(dep: Deployment, mav: Mav, run_id: str) -> list[dict[str, Any]]:
         return [dict(r) for r in conn.execute(q).mappings()]
 
 
-def pending_events(dep: Deployment, mav: Mav) -> tuple[Any, list[str]]:
+def pending_events(dep: Deployment, mav: Mav, columns: list[str] | None = None) -> tuple[Any, list[str]]:
     """The events of the MAV's loaded keys that no evaluation has taken yet, and those keys.
 
     Evaluation is state in the ledger, not the memory of one run: whichever run (or retry,
     or re-run after a crash) evaluates next takes exactly what is left. An event that was
     already in the table keeps the key of the file that first brought it, so redelivered
-    files never bring an event back for a second evaluation.
+    files never bring an event back for a second evaluation. Only `columns` are read (default
+    all), and the rows come grouped by event_source, as rules.connect splits them.
     """
+    import pyarrow as pa
     import sqlalchemy as sa
+
+    from trailhouse.alerting import rules
+    from trailhouse.warehouse.schema import ARROW_SCHEMA
 
     eng = dep.engine
     led = appdb.ledger
@@ -239,27 +244,43 @@ def pending_events(dep: Deployment, mav: Mav) -> tuple[Any, list[str]]:
             led.c.mav == mav.name, led.c.status == LOADED, led.c.evaluated_at.is_(None))).all()
     keys = [k for k, _ in rows]
     dates = sorted({datetime.fromisoformat(d).date() for _, ds in rows for d in (ds or "").split(",") if d})
-    wh = dep.warehouse
+    schema = pa.schema([ARROW_SCHEMA.field(c) for c in columns or ARROW_SCHEMA.names])
     if not keys or not dates:
-        return wh.select("FALSE"), keys
-    return wh.select(
-        "event_date IN (SELECT unnest($dates)) AND mav = $mav AND source_key IN (SELECT unnest($keys))",
-        {"dates": dates, "mav": mav.name, "keys": keys},
-    ), keys
+        return schema.empty_table(), keys
+    con = dep.warehouse.duckdb()
+    try:
+        con.register("_keys", pa.table({"key": keys}))
+        # A semi-join on the keys (thousands for a big run), in the partitions they loaded.
+        relation = con.sql(
+            f"SELECT {', '.join(schema.names)} FROM cloudtrail_events WHERE event_date IN (SELECT unnest($dates)) "
+            "AND mav = $mav AND source_key IN (SELECT key FROM _keys)", params={"dates": dates, "mav": mav.name})
+        return rules.by_source(relation.to_arrow_reader(), schema), keys
+    finally:
+        con.close()
 
 
 def history_for(dep: Deployment, events: Any, lookback: Any) -> Any:
-    """Events in the look-back window before (and during) `events`, for threshold rules."""
+    """Events in the look-back window before (and during) `events` but not among them, for
+    threshold rules: the same columns, grouped by event_source."""
     import pyarrow.compute as pc
+
+    from trailhouse.alerting import rules
 
     times = events.column("event_time")
     if events.num_rows == 0 or not lookback or times.null_count == events.num_rows:
         return None
     lo, hi = pc.min(times).as_py() - lookback, pc.max(times).as_py()
     days = [lo.date() + timedelta(days=i) for i in range((hi.date() - lo.date()).days + 1)]
-    return dep.warehouse.select(
-        "event_date IN (SELECT unnest($days)) AND event_time BETWEEN $lo AND $hi", {"days": days, "lo": lo, "hi": hi}
-    )
+    con = dep.warehouse.duckdb()
+    try:
+        con.register("_taken", events.select(["event_id"]))
+        relation = con.sql(
+            f"SELECT {', '.join(events.column_names)} FROM cloudtrail_events WHERE event_date IN (SELECT unnest($days)) "
+            "AND event_time BETWEEN $lo AND $hi AND event_id NOT IN (SELECT event_id FROM _taken)",
+            params={"days": days, "lo": lo, "hi": hi})
+        return rules.by_source(relation.to_arrow_reader(), events.schema)
+    finally:
+        con.close()
 
 
 def evaluate_step(dep: Deployment, mav: Mav, run_id: str) -> dict[str, Any]:
@@ -267,8 +288,8 @@ def evaluate_step(dep: Deployment, mav: Mav, run_id: str) -> dict[str, Any]:
     from trailhouse.alerting import alerts, rulebook, rules
 
     eng = dep.engine
-    events, keys = pending_events(dep, mav)
     enabled = rulebook.all_rules(eng, enabled_only=True)
+    events, keys = pending_events(dep, mav, rules.columns_needed(enabled))
     if events.num_rows == 0:
         _mark_evaluated(eng, mav, keys)
         progress("evaluate_rules: no new events")
