@@ -71,3 +71,43 @@ def test_a_failed_part_fails_its_batch_and_leaves_no_staged_file(th_home: Path, 
 
     # The part that succeeded had staged its files: they are gone with the failed batch.
     assert not list(Path(settings.load().warehouse_uri).rglob("*.parquet"))
+
+
+def _workers_of(warehouse: str) -> list[Any]:
+    """Live processes (other than this one) started with this test's warehouse in their environment."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.pid != os.getpid() and proc.environ().get("TRAILHOUSE_WAREHOUSE") == warehouse:
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+def test_a_fault_in_a_worker_kills_the_run_and_its_workers_and_the_retry_loads_once(
+        th_home: Path, airflow_db: None, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    written = synth.write_to_dir(SPEC, tmp_path / "bucket")
+    save_mav(settings.load().mav_dir, Mav(name="par", path=str(tmp_path / "bucket"), lookback_hours=48))
+    env = {**os.environ, "TRAILHOUSE_TRANSFORM_PROCESSES": "2"}
+    command = [sys.executable, "-m", "trailhouse.cli", "run", "par", "--json", "--at", "2026-11-21T01:30"]
+
+    killed = subprocess.run(command, env={**env, "TRAILHOUSE_FAULT": "transform.after_download"},
+                            capture_output=True, timeout=600)
+    assert killed.returncode == -9, killed.stderr[-2000:]  # like a power loss: the run's own process died
+    deadline = time.monotonic() + 30
+    while _workers_of(env["TRAILHOUSE_WAREHOUSE"]) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _workers_of(env["TRAILHOUSE_WAREHOUSE"]) == [], "worker processes outlived their run"
+
+    retry = subprocess.run(command, env=env, capture_output=True, timeout=600)
+    assert retry.returncode == 0, retry.stderr[-2000:]
+    con = Warehouse(settings.load().warehouse_uri).duckdb()
+    assert con.execute("SELECT count(*), count(DISTINCT event_id) FROM cloudtrail_events").fetchone() == (
+        written.unique_events, written.unique_events)
