@@ -11,6 +11,7 @@ import pytest
 
 from trailhouse import settings
 from trailhouse.config import Mav, save_mav
+from trailhouse.deployment import Deployment
 from trailhouse.dev import synth
 from trailhouse.pipeline import runs, workers
 from trailhouse.warehouse.table import Warehouse
@@ -39,7 +40,7 @@ def test_the_transforms_of_one_run_run_in_parallel_processes(th_home: Path, airf
     assert sum(sizes) >= 2 * workers.MIN_PART_BYTES, "the data set is too small to be split"
     save_mav(settings.load().mav_dir, Mav(name="par", path=str(tmp_path / "bucket"), lookback_hours=48))
 
-    result = runs.run_mav("par", quiet=True, at=datetime(2026, 11, 21, 1, 30, tzinfo=UTC))
+    result = runs.run_mav(Deployment(), "par", quiet=True, at=datetime(2026, 11, 21, 1, 30, tzinfo=UTC))
 
     assert result["failed_tasks"] == []
     assert result["objects_loaded"] == written.log_files
@@ -63,11 +64,12 @@ def test_a_failed_part_fails_its_batch_and_leaves_no_staged_file(th_home: Path, 
     synth.write_to_dir(SPEC, tmp_path / "bucket")
     mav = Mav(name="par", path=str(tmp_path / "bucket"), lookback_hours=48)
     run_id = "manual__broken-part"
-    [batch] = steps.discover_step(mav, run_id, datetime(2026, 11, 20, tzinfo=UTC), datetime(2026, 11, 21, tzinfo=UTC))
+    dep = Deployment()
+    [batch] = steps.discover_step(dep, mav, run_id, datetime(2026, 11, 20, tzinfo=UTC), datetime(2026, 11, 21, tzinfo=UTC))
     (tmp_path / "bucket" / batch["objects"][0][0]).unlink()  # gone between the listing and the GET
 
     with workers.transform_pool(2), pytest.raises(DownloadError, match="1 of"):
-        steps.transform_step(mav, run_id, batch)
+        steps.transform_step(dep, mav, run_id, batch)
 
     # The part that succeeded had staged its files: they are gone with the failed batch.
     assert not list(Path(settings.load().warehouse_uri).rglob("*.parquet"))
