@@ -13,16 +13,17 @@ from trailhouse.cli import main as cli
 from trailhouse.config import Mav
 from trailhouse.db import appdb
 from trailhouse.deployment import Deployment
-from trailhouse.dev import synth
+from trailhouse.dev.synth.files import write_to_dir
+from trailhouse.dev.synth.world import SynthSpec
 from trailhouse.pipeline import steps
 
-SPEC = synth.SynthSpec(seed=9, accounts=2, days=1, end=date(2026, 11, 20), files_per_region_day=3,
+SPEC = SynthSpec(seed=9, accounts=2, days=1, end=date(2026, 11, 20), files_per_region_day=3,
                        events_per_file=40, regions=("us-east-1",))
 
 
 def _load(tmp_path: Path) -> Deployment:
     """The synthetic day loaded and evaluated with the run's steps (no Airflow needed here)."""
-    synth.write_to_dir(SPEC, tmp_path / "bucket")
+    write_to_dir(SPEC, tmp_path / "bucket")
     dep = Deployment()
     mav = Mav(name="q", path=str(tmp_path / "bucket"), lookback_hours=48)
     start, end = datetime(2026, 11, 20, tzinfo=UTC), datetime(2026, 11, 21, tzinfo=UTC)

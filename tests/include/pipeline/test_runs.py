@@ -12,12 +12,13 @@ import pytest
 from trailhouse import settings
 from trailhouse.config import Mav, save_mav
 from trailhouse.deployment import Deployment
-from trailhouse.dev import synth
+from trailhouse.dev.synth.files import write_to_dir
+from trailhouse.dev.synth.world import SynthSpec
 from trailhouse.pipeline import runs, workers
 from trailhouse.warehouse.table import Warehouse
 
 # 4 accounts x 2 regions x 30 files of ~200 events: ~10 MB of gzip, one batch big enough to split.
-SPEC = synth.SynthSpec(seed=3, accounts=4, days=1, end=date(2026, 11, 20), files_per_region_day=30,
+SPEC = SynthSpec(seed=3, accounts=4, days=1, end=date(2026, 11, 20), files_per_region_day=30,
                        events_per_file=200, regions=("us-east-1", "eu-west-1"))
 
 
@@ -35,7 +36,7 @@ def _transform_parts(dag_id: str, run_id: str) -> list[dict[str, Any]]:
 def test_the_transforms_of_one_run_run_in_parallel_processes(th_home: Path, airflow_db: None, tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TRAILHOUSE_TRANSFORM_PROCESSES", "2")
-    written = synth.write_to_dir(SPEC, tmp_path / "bucket")
+    written = write_to_dir(SPEC, tmp_path / "bucket")
     sizes = [p.stat().st_size for p in (tmp_path / "bucket").rglob("*_CloudTrail_*.json.gz")]
     assert sum(sizes) >= 2 * workers.MIN_PART_BYTES, "the data set is too small to be split"
     save_mav(settings.load().mav_dir, Mav(name="par", path=str(tmp_path / "bucket"), lookback_hours=48))
@@ -61,7 +62,7 @@ def test_a_failed_part_fails_its_batch_and_leaves_no_staged_file(th_home: Path, 
     from trailhouse.ingest.transform import DownloadError
     from trailhouse.pipeline import steps
 
-    synth.write_to_dir(SPEC, tmp_path / "bucket")
+    write_to_dir(SPEC, tmp_path / "bucket")
     mav = Mav(name="par", path=str(tmp_path / "bucket"), lookback_hours=48)
     run_id = "manual__broken-part"
     dep = Deployment()
@@ -95,7 +96,7 @@ def test_a_fault_in_a_worker_kills_the_run_and_its_workers_and_the_retry_loads_o
     import sys
     import time
 
-    written = synth.write_to_dir(SPEC, tmp_path / "bucket")
+    written = write_to_dir(SPEC, tmp_path / "bucket")
     save_mav(settings.load().mav_dir, Mav(name="par", path=str(tmp_path / "bucket"), lookback_hours=48))
     env = {**os.environ, "TRAILHOUSE_TRANSFORM_PROCESSES": "2"}
     command = [sys.executable, "-m", "trailhouse.cli", "run", "par", "--json", "--at", "2026-11-21T01:30"]
