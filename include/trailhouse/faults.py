@@ -20,7 +20,19 @@ POINTS = (
 )
 
 
+# Processes that die with this one at a fault: a transform worker takes its task's process
+# with it, as a power loss would (pipeline.workers sets it in each worker).
+_dies_with: list[int] = []
+
+
+def die_with(pid: int) -> None:
+    """Let a fault in this process kill process `pid` too (a worker and the task it serves)."""
+    _dies_with.append(pid)
+
+
 def point(name: str) -> None:
     """Die here, like a machine losing power, when the environment asks for this point."""
     if settings.load().fault == name:
+        for pid in _dies_with:
+            os.kill(pid, signal.SIGKILL)
         os.kill(os.getpid(), signal.SIGKILL)

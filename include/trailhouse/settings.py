@@ -24,6 +24,7 @@ class Settings:
     airflow_home: Path
     batch_bytes: int
     download_threads: int
+    transform_processes: int
     owners_file: Path
     base_url: str
     fault: str | None
@@ -42,6 +43,8 @@ def load() -> Settings:
         # enough that one transform worker stays far below 1 GiB.
         batch_bytes=int(os.environ.get("TRAILHOUSE_BATCH_BYTES", 32 * 1024 * 1024)),
         download_threads=int(os.environ.get("TRAILHOUSE_DOWNLOAD_THREADS", 16)),
+        # Worker processes `trailhouse run` spreads each batch over (0: every usable core).
+        transform_processes=int(os.environ.get("TRAILHOUSE_TRANSFORM_PROCESSES", 0)),
         owners_file=Path(os.environ.get("TRAILHOUSE_OWNERS_FILE", home / "owners.yaml")),
         # Where people open trailhouse: alert e-mails and messages link to its pages.
         base_url=os.environ.get("TRAILHOUSE_BASE_URL", "http://localhost:8080").rstrip("/"),

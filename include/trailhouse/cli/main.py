@@ -30,20 +30,35 @@ def main(argv: list[str] | None = None) -> int:
     # Before anything imports Airflow: every command reads the same Airflow home, database
     # and Fernet key (a connection stored by `mav add` must be found by `mav validate`).
     airflow_env.configure(args.dep.settings)
-    from trailhouse.airflow_env import MissingConnection
-    from trailhouse.alerting.roles import Forbidden
-    from trailhouse.alerting.rules import UnsafeCondition
-    from trailhouse.config import ConfigError
-    from trailhouse.ingest.access import AccessCheckError, AccessDeniedError
-    from trailhouse.ingest.discover import LayoutError
-    from trailhouse.ingest.source import SourceError
-
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, LayoutError, SourceError, MissingConnection, Forbidden, UnsafeCondition,
-            AccessCheckError, AccessDeniedError, LookupError, ValueError) as exc:
+    except Exception as exc:
+        if not _user_error(exc):
+            raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+# Errors that name the problem and its fix, shown as one line. By module and name: a command
+# does not pay for importing modules it never used (an error of one it never imported cannot
+# be raised), which would cost `trailhouse sql` a second. config.ConfigError and
+# rules.UnsafeCondition are ValueErrors.
+_USER_ERRORS = (
+    ("trailhouse.ingest.discover", "LayoutError"),
+    ("trailhouse.ingest.source", "SourceError"),
+    ("trailhouse.airflow_env", "MissingConnection"),
+    ("trailhouse.alerting.roles", "Forbidden"),
+    ("trailhouse.ingest.access", "AccessCheckError"),
+    ("trailhouse.ingest.access", "AccessDeniedError"),
+)
+
+
+def _user_error(exc: Exception) -> bool:
+    """Whether `exc` is an error for the user (bad input, a missing permission), not a bug."""
+    if isinstance(exc, LookupError | ValueError):
+        return True
+    classes = (getattr(sys.modules[module], name) for module, name in _USER_ERRORS if module in sys.modules)
+    return isinstance(exc, tuple(classes))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import re
 import threading
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
@@ -89,6 +90,8 @@ def engine(url: str) -> sa.Engine:
                 # Several task processes share the file: wait for a lock instead of failing.
                 sa.event.listen(eng, "connect", _sqlite_pragmas)
             _ENGINES[url] = eng
+        if url not in _MIGRATED and _at_head(eng):
+            _MIGRATED.add(url)  # nothing to do: alembic (~1 s of imports) stays unloaded
         if url not in _MIGRATED:
             from alembic import command
 
@@ -102,6 +105,32 @@ def engine(url: str) -> sa.Engine:
                 command.upgrade(cfg, "head")
             _MIGRATED.add(url)
         return eng
+
+
+VERSION_TABLE = "trailhouse_alembic_version"  # migrations/env.py keeps alembic's state there
+
+
+def head_revision() -> str | None:
+    """The newest migration's revision id, read from the migration files (None if not one head)."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (Path(__file__).with_name("migrations") / "versions").glob("*.py"):
+        text = path.read_text()
+        revisions.update(re.findall(r'^revision\s*=\s*"([^"]+)"', text, re.M))
+        parents.update(re.findall(r'^down_revision\s*=\s*"([^"]+)"', text, re.M))
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
+def _at_head(eng: sa.Engine) -> bool:
+    """Whether the database is already migrated to head_revision()."""
+    head = head_revision()
+    try:
+        with eng.connect() as conn:
+            current = conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
+    except sa.exc.DBAPIError:  # a new database: no version table yet
+        return False
+    return head is not None and current == [head]
 
 
 @contextlib.contextmanager

@@ -81,6 +81,31 @@ class BatchResult:
             outcomes=[Outcome(*o) for o in d["outcomes"]],
         )
 
+    @classmethod
+    def merge(cls, parts: Sequence[BatchResult]) -> BatchResult:
+        """One batch's result from the results of its parts (split_objects), in their order."""
+        merged = cls()
+        for part in parts:
+            merged.staged.extend(part.staged)
+            merged.outcomes.extend(part.outcomes)
+            merged.rows += part.rows
+            merged.bytes += part.bytes
+            merged.get_calls += part.get_calls
+            for key, days in part.dates.items():
+                merged.dates[key] = sorted({*merged.dates.get(key, []), *days})
+        return merged
+
+
+def split_objects(objects: Sequence[ObjectInfo], parts: int) -> list[list[ObjectInfo]]:
+    """`objects` in at most `parts` non-empty groups of about equal bytes (largest first, each to the lightest group)."""
+    groups: list[list[ObjectInfo]] = [[] for _ in range(max(1, min(parts, len(objects))))]
+    sizes = [0] * len(groups)
+    for obj in sorted(objects, key=lambda o: o.size, reverse=True):
+        lightest = sizes.index(min(sizes))
+        groups[lightest].append(obj)
+        sizes[lightest] += obj.size
+    return [g for g in groups if g]
+
 
 _ROW_SCHEMA = {
     **{c.name: pl.String for c in COLUMNS if c.path is not None and c.kind in ("str", "json", "time")},

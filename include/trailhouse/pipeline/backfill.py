@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -16,6 +15,7 @@ from trailhouse.config import Mav
 from trailhouse.db import appdb
 from trailhouse.deployment import Deployment
 from trailhouse.pipeline import steps as pipeline
+from trailhouse.pipeline.workers import spawn_pool
 
 RUN_PREFIX = "backfill__"
 
@@ -68,8 +68,7 @@ def backfill(
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     result = BackfillResult()
     started = time.monotonic()
-    ctx = multiprocessing.get_context("spawn")  # a fork would copy boto3/DuckDB threads mid-flight
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+    with spawn_pool(workers) as pool:
         for n, day in enumerate(days, 1):
             run_id = run_id_for(mav, day)
             previous = appdb.get_run(eng, mav.name, run_id)

@@ -27,7 +27,7 @@ def run_mav(dep: Deployment, name: str, *, quiet: bool = False, at: datetime | N
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     mav = dep.mav(name)
     airflow_env.ensure_db()
-    from trailhouse.pipeline import steps
+    from trailhouse.pipeline import steps, workers
     from trailhouse.pipeline.dag_factory import build_dag
 
     sink = None if quiet else _to_terminal
@@ -37,9 +37,12 @@ def run_mav(dep: Deployment, name: str, *, quiet: bool = False, at: datetime | N
         now = at or datetime.now(UTC)
         if sink:
             sink(f"running DAG {dag.dag_id} for the hour before {now:%Y-%m-%d %H:00} UTC ...")
-        # The logical date carries the seconds so that two runs in one hour are two DAG runs;
-        # the timetable still gives each the last complete hour as its data interval.
-        dr = dag.test(logical_date=now)
+        # dag.test() runs the tasks one after another in this process: each transform task
+        # spreads its batch over worker processes instead, so the run uses every core.
+        with workers.transform_pool(dep.settings.transform_processes or workers.usable_cores()):
+            # The logical date carries the seconds so that two runs in one hour are two DAG
+            # runs; the timetable still gives each the last complete hour as its data interval.
+            dr = dag.test(logical_date=now)
     finally:
         steps.show_progress(None)
     result = steps.summary(dep, mav, dr.run_id)

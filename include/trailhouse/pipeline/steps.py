@@ -15,7 +15,7 @@ from trailhouse.deployment import Deployment
 from trailhouse.ingest.clients import open_source, s3_client, sqs_client
 from trailhouse.ingest.discover import discover, make_batches
 from trailhouse.ingest.source import LocalSource, ObjectInfo
-from trailhouse.ingest.transform import LOADED, QUARANTINED, BatchResult, transform_batch
+from trailhouse.ingest.transform import LOADED, QUARANTINED, BatchResult
 
 log = logging.getLogger(__name__)
 
@@ -130,11 +130,12 @@ def transform_step(dep: Deployment, mav: Mav, run_id: str, batch: dict[str, Any]
     """Task: parse one batch of delivery files into staged Parquet in the table's layout,
     quarantining files that cannot be read; returns the batch's result for the commit.
     """
+    from trailhouse.pipeline import workers
+
     objects = [ObjectInfo(k, e, s) for k, e, s in batch["objects"]]
-    result = transform_batch(
-        open_source(mav, connections=dep.settings.download_threads),
+    result, parts = workers.transform(
+        mav,
         objects,
-        mav=mav.name,
         # straight into the table's folder, invisible until the commit adds the files
         staging_dir=dep.warehouse.table_uri,
         threads=dep.settings.download_threads,
@@ -142,9 +143,11 @@ def transform_step(dep: Deployment, mav: Mav, run_id: str, batch: dict[str, Any]
     quarantined = [o for o in result.outcomes if o.status == QUARANTINED]
     for o in quarantined:
         log.warning("quarantined %s: %s", o.key, o.reason)
-    progress("transform %s: %d events from %d files, %d quarantined", batch_label(batch), result.rows,
-             len(result.outcomes) - len(quarantined), len(quarantined))
-    return result.to_dict()
+    progress("transform %s: %d events from %d files, %d quarantined, in %d process%s", batch_label(batch),
+             result.rows, len(result.outcomes) - len(quarantined), len(quarantined), len(parts),
+             "" if len(parts) == 1 else "es")
+    # Where each part ran (pid, start and end) shows in the task's XCom; the commit reads the rest.
+    return {**result.to_dict(), "parts": parts}
 
 
 def commit_step(dep: Deployment, mav: Mav, run_id: str, results: list[dict[str, Any]]) -> dict[str, Any]:
