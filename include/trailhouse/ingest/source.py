@@ -234,7 +234,13 @@ class LocalSource(_Counter):
         if not folder.is_dir():
             return []
         objects = []
-        for dirpath, _dirs, files in os.walk(folder):
+        for dirpath, dirs, files in os.walk(folder):
+            if start_after or stop_at:
+                # Walk only the folders that can hold a key in range (day folders sort by date),
+                # so that listing a window costs the same whatever the history kept.
+                rel = Path(dirpath).relative_to(self.root).as_posix()
+                base = "" if rel == "." else rel + "/"
+                dirs[:] = [d for d in dirs if _may_hold_keys(base + d + "/", start_after, stop_at)]
             for name in files:
                 path = Path(dirpath) / name
                 key = path.relative_to(self.root).as_posix()
@@ -248,3 +254,12 @@ class LocalSource(_Counter):
     def get(self, key: str) -> bytes:
         self._count(get_calls=1)
         return (self.root / key).read_bytes()
+
+
+def _may_hold_keys(folder: str, start_after: str, stop_at: str) -> bool:
+    """Whether a key under `folder` (ending in "/") can sort after `start_after` and before `stop_at`."""
+    if stop_at and folder >= stop_at:
+        return False
+    # Every key under the folder starts with it: all sort before start_after unless
+    # start_after itself lies inside the folder or the folder sorts after it.
+    return not start_after or folder > start_after or start_after.startswith(folder)
