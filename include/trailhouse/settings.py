@@ -42,7 +42,7 @@ def load() -> Settings:
         # ~32 MB of gzip is ~250 MB of JSON: big enough to amortise task start-up, small
         # enough that one transform worker stays far below 1 GiB.
         batch_bytes=int(os.environ.get("TRAILHOUSE_BATCH_BYTES", 32 * 1024 * 1024)),
-        download_threads=int(os.environ.get("TRAILHOUSE_DOWNLOAD_THREADS", 16)),
+        download_threads=int(os.environ.get("TRAILHOUSE_DOWNLOAD_THREADS", 64)),
         # Worker processes `trailhouse run` spreads each batch over (0: every usable core).
         transform_processes=int(os.environ.get("TRAILHOUSE_TRANSFORM_PROCESSES", 0)),
         owners_file=Path(os.environ.get("TRAILHOUSE_OWNERS_FILE", home / "owners.yaml")),
