@@ -46,6 +46,18 @@ def _account_ids(v: list[str]) -> list[str]:
 AccountIds = Annotated[list[str], BeforeValidator(_quoted), AfterValidator(_account_ids)]
 
 
+# An SQS queue URL: https://sqs.<region>.amazonaws.com/<account>/<name> (or another endpoint's host).
+_QUEUE_URL_RE = re.compile(r"^https?://(?:sqs\.([a-z0-9-]+)\.amazonaws\.com|[^/]+)/(\d{12})/([^/?]+)")
+
+
+def queue_url_parts(url: str) -> tuple[str | None, str, str] | None:
+    """(region, or None for another endpoint's host; account; queue name) of an SQS queue URL, or None."""
+    m = _QUEUE_URL_RE.match(url)
+    if m is None or "/" in url[m.end():]:
+        return None
+    return m.group(1), m.group(2), m.group(3)
+
+
 class Mav(BaseModel):
     """A multi-account view: accounts whose CloudTrail sits in one bucket, read with one key."""
 
@@ -92,7 +104,7 @@ class Mav(BaseModel):
             raise ValueError("set exactly one of `bucket` (S3) or `path` (a local folder)")
         if self.queue_url is not None and self.bucket is None:
             raise ValueError("`queue_url` needs `bucket`: notification mode reads S3 notifications of a bucket")
-        if self.queue_url is not None and not re.match(r"^https?://[^/]+/\d{12}/[^/]+$", self.queue_url):
+        if self.queue_url is not None and queue_url_parts(self.queue_url) is None:
             raise ValueError(f"`queue_url` {self.queue_url!r} is not an SQS queue URL; copy it from the SQS "
                              "console, e.g. https://sqs.us-east-1.amazonaws.com/111122223333/trailhouse-cloudtrail")
         if self.bucket is not None and not self.connection_id:

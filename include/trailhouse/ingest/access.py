@@ -17,6 +17,7 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from trailhouse.common import S3_DENIED_CODES, redact_access_keys
+from trailhouse.config import queue_url_parts
 
 OK = "ok"
 MISSING = "missing"
@@ -541,10 +542,11 @@ def _check_least_privilege(s3: Any, bucket: str, names: list[str] | None) -> Che
 def queue_arn(queue_url: str, region: str) -> str:
     """The ARN of an SQS queue URL (``https://sqs.<region>.amazonaws.com/<account>/<name>``);
     `region` stands in when the URL is another endpoint's."""
-    m = re.match(r"^https?://(?:sqs\.([a-z0-9-]+)\.amazonaws\.com|[^/]+)/(\d{12})/([^/?]+)", queue_url)
-    if not m:
+    parts = queue_url_parts(queue_url)
+    if parts is None:
         return "*"
-    return f"arn:aws:sqs:{m.group(1) or region}:{m.group(2)}:{m.group(3)}"
+    queue_region, account, name = parts
+    return f"arn:aws:sqs:{queue_region or region}:{account}:{name}"
 
 
 # Codes of a DeleteMessage that was authorised but given the check's made-up receipt handle.

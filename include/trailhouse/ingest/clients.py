@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from trailhouse.config import Mav
+from trailhouse.config import Mav, queue_url_parts
 from trailhouse.ingest.source import LocalSource, S3Source, Source
 
 
@@ -66,15 +66,13 @@ def sqs_client(mav: Mav) -> Any:
 
     The region is the queue URL's (``https://sqs.<region>.amazonaws.com/...``), else the MAV's.
     """
-    import re
-
     import boto3
 
     assert mav.queue_url is not None
     key_id, secret = _key_pair(mav)
-    m = re.match(r"^https://sqs\.([a-z0-9-]+)\.amazonaws\.com/", mav.queue_url)
+    parts = queue_url_parts(mav.queue_url)
     return boto3.client("sqs", aws_access_key_id=key_id, aws_secret_access_key=secret,
-                        region_name=m.group(1) if m else mav.region, endpoint_url=mav.endpoint_url)
+                        region_name=(parts and parts[0]) or mav.region, endpoint_url=mav.endpoint_url)
 
 
 def open_source(mav: Mav, *, connections: int = 10) -> Source:
