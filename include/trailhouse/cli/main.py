@@ -50,6 +50,7 @@ _USER_ERRORS = (
     ("trailhouse.alerting.roles", "Forbidden"),
     ("trailhouse.ingest.access", "AccessCheckError"),
     ("trailhouse.ingest.access", "AccessDeniedError"),
+    ("trailhouse.cli.airflow", "ServeError"),
 )
 
 
