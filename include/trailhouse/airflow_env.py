@@ -21,6 +21,7 @@ def configure(cfg: settings.Settings | None = None) -> Path:
     settings (read now when not given).
     """
     cfg = cfg or settings.load()
+    settings.owner_only()  # Airflow's database, Fernet key and generated passwords: owner-only
     home = cfg.airflow_home
     home.mkdir(parents=True, exist_ok=True)
     defaults = {

@@ -20,6 +20,7 @@ class Deployment:
 
     def __init__(self, settings: settings_module.Settings | None = None) -> None:
         self.settings = settings if settings is not None else settings_module.load()
+        settings_module.owner_only()  # before any file of the deployment is created
 
     @cached_property
     def engine(self) -> sa.Engine:

@@ -12,6 +12,14 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
+def owner_only() -> None:
+    """From now on, files this process (and what it starts) creates are its user's alone: 0600
+    files, 0700 folders. The warehouse, the app database, the MAV files, Airflow's database,
+    Fernet key and generated passwords hold events and secrets; no other local user reads them.
+    """
+    os.umask(os.umask(0o077) | 0o077)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where trailhouse keeps its state and how it runs, read from the environment by `load()`

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -104,7 +104,6 @@ def test_full_run_idempotent_rerun_late_and_broken_files(
     assert third["objects_loaded"] == 1 and third["events_loaded"] == 5
     assert third["objects_quarantined"] == 1
     assert third["quarantined"][0]["key"] == broken_key and "gzip" in third["quarantined"][0]["reason"]
-    total = con.execute("SELECT count(*) FROM cloudtrail_events").fetchone()[0]
     assert Warehouse(settings.load().warehouse_uri).duckdb().execute(
         "SELECT count(*) FROM cloudtrail_events").fetchone()[0] == written.unique_events + 5
 
@@ -115,7 +114,6 @@ def test_full_run_idempotent_rerun_late_and_broken_files(
     assert summary["objects_found"] == written.log_files + 2 and summary["events_loaded"] == 0
     assert {"objects_found", "objects_loaded", "objects_quarantined", "events_loaded", "duplicates_dropped",
             "list_calls"} <= set(summary)
-    assert total >= 0
 
     _assert_secret_nowhere(secret, key_id, out, th_home)
 
@@ -159,7 +157,9 @@ def _assert_secret_nowhere(secret: str, key_id: str, output: str, home: Path) ->
             if path.is_file() and path.suffix in {".yaml", ".log", ".json", ".txt"}:
                 text = path.read_text(errors="replace")
                 assert secret not in text, path
-    assert timedelta(0) == timedelta(0)
+    # The warehouse, the MAV files and the ledger hold events: no other local user reads them.
+    readable = [p for p in home.rglob("*") if p.stat().st_mode & 0o077]
+    assert not readable, f"group/other may read {readable[:5]}"
 
 
 def test_a_failed_run_says_why(th_home: Path, airflow_db: None, tmp_path: Path,
