@@ -8,6 +8,7 @@ import re
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -58,6 +59,17 @@ def queue_url_parts(url: str) -> tuple[str | None, str, str] | None:
     return m.group(1), m.group(2), m.group(3)
 
 
+def _no_credentials_in_url(url: str, name: str) -> None:
+    """Refuse a URL that carries a secret: MAV files are plain text and never hold one."""
+    parts = urlsplit(url)
+    if "@" in parts.netloc:
+        raise ValueError(f"`{name}` must not hold credentials (user:password@host): the key pair goes in "
+                         "`trailhouse mav add --credentials-csv FILE`, which keeps it in the MAV's Airflow connection")
+    if parts.query or parts.fragment:
+        raise ValueError(f"`{name}` must not carry a query or fragment (signed URLs hold credentials); give the "
+                         "endpoint's base URL only")
+
+
 class Mav(BaseModel):
     """A multi-account view: accounts whose CloudTrail sits in one bucket, read with one key."""
 
@@ -92,6 +104,24 @@ class Mav(BaseModel):
             raise ValueError("use lower-case letters, digits, '-' and '_', starting with a letter (max 63)")
         return v
 
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        _no_credentials_in_url(v, "endpoint_url")
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("`endpoint_url` is an http(s) URL such as https://s3.eu-west-1.amazonaws.com")
+        return v
+
+    @field_validator("queue_url")
+    @classmethod
+    def _queue_url(cls, v: str | None) -> str | None:
+        if v is not None:
+            _no_credentials_in_url(v, "queue_url")
+        return v
+
     @field_validator("prefix")
     @classmethod
     def _prefix(cls, v: str) -> str:
@@ -124,6 +154,19 @@ def mav_file(mav_dir: Path, name: str) -> Path:
     return mav_dir / f"{name}.yaml"
 
 
+def _problems(exc: ValidationError) -> str:
+    """What is wrong, field by field, without the values given (which may hold a secret)."""
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'mav'}: {e['msg']}" for e in exc.errors())
+
+
+def make_mav(**fields: Any) -> Mav:
+    """A MAV from settings a person gave (the CLI's flags); ConfigError names what is wrong."""
+    try:
+        return Mav(**fields)
+    except ValidationError as exc:
+        raise ConfigError(f"MAV {fields.get('name')!r}: {_problems(exc)}") from None
+
+
 def load_mav_file(path: Path) -> Mav:
     try:
         data = yaml.safe_load(path.read_text()) or {}
@@ -135,8 +178,7 @@ def load_mav_file(path: Path) -> Mav:
     try:
         mav = Mav.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'mav'}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"{path}: {problems}") from None
+        raise ConfigError(f"{path}: {_problems(exc)}") from None
     if mav.name != path.stem:
         raise ConfigError(f"{path}: name {mav.name!r} must match the file name {path.stem!r}")
     return mav
@@ -181,24 +223,45 @@ def save_mav(mav_dir: Path, mav: Mav) -> Path:
     return path
 
 
+# The column names of the IAM console's two .csv files (access key, new user), lower-case.
+_IAM_CSV_COLUMNS = frozenset({"user name", "password", "access key id", "secret access key", "console login link"})
+
+
 def read_credentials_csv(path: Path) -> tuple[str, str]:
     """(access key id, secret) from the IAM console's "Download .csv" file, either form."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise ConfigError(f"cannot read credentials file {path}: {exc.strerror}") from None
-    rows = list(csv.DictReader(io.StringIO(text)))
+    try:
+        rows = list(csv.DictReader(io.StringIO(text)))
+    except csv.Error as exc:  # e.g. a NUL byte: the message names the line, never its text
+        raise ConfigError(f"{path}: not a CSV file ({exc}); download the access key's .csv from the IAM "
+                          "console again") from None
     if not rows:
         raise ConfigError(f"{path}: no rows; download the access key's .csv from the IAM console again")
-    norm = {(k or "").strip().lower(): (v or "").strip() for k, v in rows[0].items()}
+    # (a row with more values than the header has them under the key None: not a column)
+    norm = {k.strip().lower(): v.strip() for k, v in rows[0].items() if isinstance(k, str) and isinstance(v, str)}
     key_id = norm.get("access key id", "")
     secret = norm.get("secret access key", "")
     if not key_id or not secret:
+        # Only header names the IAM console writes are shown: a file without its header row
+        # has the key id and secret where the names should be.
+        known = [k for k in norm if k in _IAM_CSV_COLUMNS]
+        others = sum(1 for k in norm if k and k not in _IAM_CSV_COLUMNS)
+        found = ", ".join(repr(k) for k in known) or "none of the IAM console's column names"
+        if others:
+            found += f", and {others} other column{'s' if others > 1 else ''} (not shown: they may hold the key)"
         raise ConfigError(
-            f"{path}: expected the columns 'Access key ID' and 'Secret access key' (the IAM console's "
-            f"access key .csv, or the new-user .csv with 'User name' and 'Password'); found columns: "
-            f"{', '.join(k for k in norm if k)}"
+            f"{path}: expected a header row with the columns 'Access key ID' and 'Secret access key' (the IAM "
+            f"console's access key .csv, or the new-user .csv with 'User name' and 'Password'); found {found}. "
+            f"Download the .csv from the IAM console again, or add the line `Access key ID,Secret access key` "
+            f"above the key"
         )
     if not re.fullmatch(r"(AKIA|ASIA)[A-Z0-9]{12,}", key_id):
-        raise ConfigError(f"{path}: the 'Access key ID' column does not hold an AWS access key id")
+        raise ConfigError(f"{path}: the 'Access key ID' column does not hold an AWS access key id (AKIA... or "
+                          "ASIA...); download the access key's .csv from the IAM console again")
+    if not secret.isprintable() or any(c.isspace() for c in secret):
+        raise ConfigError(f"{path}: the 'Secret access key' column holds spaces or control characters; download "
+                          "the access key's .csv from the IAM console again")
     return key_id, secret

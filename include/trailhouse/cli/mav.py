@@ -33,12 +33,12 @@ def register(sub: Any) -> None:
 
 
 def cmd_mav_add(args: argparse.Namespace) -> int:
-    from trailhouse.config import ConfigError, Mav, read_credentials_csv
+    from trailhouse.config import ConfigError, make_mav, read_credentials_csv
     from trailhouse.pipeline import setup
 
     cfg = args.dep.settings
     accounts = [a.strip() for a in args.accounts.split(",") if a.strip()]
-    mav = Mav(
+    mav = make_mav(
         name=args.name,
         bucket=args.bucket,
         path=str(Path(args.path).resolve()) if args.path else None,
