@@ -38,6 +38,7 @@ test-long: venv
 
 reliability: venv
 	$(PY) -m trailhouse.dev.faultsuite --out docs/reliability.md
+	$(PY) -m trailhouse.dev.envfaults --out docs/reliability.md
 
 test-cluster: venv
 	$(PY) -m pytest -m cluster $(PYTEST_ARGS)

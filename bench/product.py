@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import importlib.util
 import json
 import os
 import secrets
@@ -678,17 +677,6 @@ def _scheduled(ds: Dataset, work: Path, sheet: Sheet, s: str, airflow_url: str, 
 # --------------------------------------------------------------------------- section: S3 latency
 
 
-def faultproxy() -> Any:
-    """tests/faultproxy.py's FaultProxy (the suite's fault-injecting S3 proxy), loaded from its file."""
-    path = settings.PROJECT_ROOT / "tests" / "faultproxy.py"
-    spec = importlib.util.spec_from_file_location("faultproxy", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("faultproxy", module)
-    spec.loader.exec_module(module)
-    return module.FaultProxy
-
-
 def transform_probe(objects: list[tuple[str, str, int]], staging: str) -> dict[str, Any]:
     """Run by `python -c` in the home's environment: the MAV's transform over `objects`, batch by batch.
 
@@ -771,7 +759,8 @@ def _latency(ds: Dataset, work: Path, sheet: Sheet, s: str, max_events: int, lat
         creds = work / "latency-key.csv"
         with creds.open("w", newline="") as f:
             csv.writer(f).writerows([["Access key ID", "Secret access key"], ["AKIABENCHREADER00001", "bench-reader-secret-" + "x" * 20]])
-        FaultProxy = faultproxy()
+        from trailhouse.dev.faultproxy import FaultProxy
+
         with FaultProxy(endpoint) as proxy:
             home.check(home.trailhouse("mav", "add", "lat", "--bucket", bucket, "--endpoint-url", proxy.url,
                                        "--credentials-csv", str(creds)))

@@ -1,9 +1,12 @@
-"""Fault points for the fault-injection suite: `TRAILHOUSE_FAULT=<point>` kills the process there (SIGKILL)."""
+"""Fault points for the fault suites: `TRAILHOUSE_FAULT=<point>` kills the process there (SIGKILL);
+`<point>:drop-db` and `<point>:fill-disk` make the environment fail there instead."""
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
+from pathlib import Path
 
 from trailhouse import settings
 
@@ -30,9 +33,64 @@ def die_with(pid: int) -> None:
     _dies_with.append(pid)
 
 
+# What a fault does at its point: `TRAILHOUSE_FAULT=<point>` (or `<point>:kill`) kills the process;
+# the other actions make the environment fail under the run, which then carries on and meets it.
+ACTIONS = ("kill", "drop-db", "fill-disk")
+_FILL_DISK_LIMIT = 256 * 1024 * 1024  # fill-disk refuses any filesystem bigger than this
+
+
 def point(name: str) -> None:
-    """Die here, like a machine losing power, when the environment asks for this point."""
-    if settings.load().fault == name:
+    """Act here when the environment asks for this point: by default die like a machine losing
+    power; `:drop-db` makes PostgreSQL drop every connection to the app database (what a
+    restart does to its clients); `:fill-disk` fills the warehouse's (small) filesystem.
+    """
+    fault = settings.load().fault
+    if not fault:
+        return
+    where, _, action = fault.partition(":")
+    if where != name:
+        return
+    if action in ("", "kill"):
         for pid in _dies_with:
             os.kill(pid, signal.SIGKILL)
         os.kill(os.getpid(), signal.SIGKILL)
+    elif action == "drop-db":
+        _drop_app_db_connections()
+    elif action == "fill-disk":
+        fill_disk(Path(settings.load().warehouse_uri))
+    else:
+        raise ValueError(f"TRAILHOUSE_FAULT={fault!r}: unknown action {action!r} (one of {', '.join(ACTIONS)})")
+
+
+def _drop_app_db_connections() -> None:
+    import sqlalchemy as sa
+
+    url = settings.load().app_db_url
+    if not url.startswith("postgresql"):
+        raise ValueError("the drop-db fault needs the app database on PostgreSQL")
+    eng = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    with eng.connect() as conn:
+        conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                             "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
+        conn.commit()
+    eng.dispose()
+
+
+def fill_disk(folder: Path) -> Path:
+    """Write `folder/.fill-disk` until its filesystem has no space left; returns the file to delete.
+
+    Refuses a filesystem larger than 256 MiB: this is for a small dedicated mount, never a real disk.
+    """
+    st = os.statvfs(folder)
+    if st.f_blocks * st.f_frsize > _FILL_DISK_LIMIT:
+        raise ValueError(f"fill-disk refuses {folder}: its filesystem is larger than 256 MiB")
+    filler = folder / ".fill-disk"
+    chunk = b"\0" * (64 * 1024)
+    with filler.open("ab", buffering=0) as f:
+        try:
+            while True:
+                f.write(chunk)  # unbuffered: a short write, then ENOSPC
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+    return filler

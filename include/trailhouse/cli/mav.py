@@ -30,6 +30,10 @@ def register(sub: Any) -> None:
     val.add_argument("name")
     val.add_argument("--json", action="store_true")
     val.set_defaults(func=cmd_mav_validate)
+    rot = mav.add_parser("rotate-key", help="store a bucket MAV's new IAM key pair (after rotating it in IAM)")
+    rot.add_argument("name")
+    rot.add_argument("--credentials-csv", type=Path, required=True, help="the IAM console's .csv of the new key")
+    rot.set_defaults(func=cmd_mav_rotate_key)
 
 
 def cmd_mav_add(args: argparse.Namespace) -> int:
@@ -90,3 +94,16 @@ def cmd_mav_validate(args: argparse.Namespace) -> int:
         return 0
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.render())
     return 0 if report.ok else 1
+
+
+def cmd_mav_rotate_key(args: argparse.Namespace) -> int:
+    from trailhouse.config import ConfigError, read_credentials_csv
+    from trailhouse.pipeline import setup
+
+    mav = args.dep.mav(args.name)
+    if not mav.connection_id:
+        raise ConfigError(f"MAV {mav.name!r} reads the local folder {mav.path}: it has no key pair to rotate")
+    setup.add_mav(args.dep.settings.mav_dir, mav, read_credentials_csv(args.credentials_csv))
+    print(f"new key pair stored in the Airflow connection {mav.connection_id!r}; the next run uses it")
+    print(f"next: trailhouse mav validate {mav.name}")
+    return 0

@@ -262,7 +262,8 @@ def _call(s3: Any, op: str, **kwargs: Any) -> tuple[dict[str, Any], _Error | Non
             raise AccessCheckError(
                 f"S3 endpoint {_endpoint(s3)} rejected the access key ({err}); check the "
                 "access key id and secret configured for Trailhouse's read-only IAM user "
-                "(not shown here) and that the key is active"
+                "(not shown here) and that the key is active; after rotating the key, store the new one "
+                "with `trailhouse mav rotate-key <mav> --credentials-csv FILE`"
             ) from None
         return {}, err
     except NoCredentialsError:

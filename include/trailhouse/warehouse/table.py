@@ -108,6 +108,10 @@ class PartitionedWriter:
         self.rows.clear()
 
 
+class WarehouseFullError(OSError):
+    """The warehouse's disk has no space left for a commit (nothing of the run was committed)."""
+
+
 @dataclass
 class CommitResult:
     inserted: int = 0
@@ -176,11 +180,19 @@ class Warehouse:
         version, so a reader sees all of a run or none of it; a retried commit (or a re-run
         of a whole interval) adds nothing.
         """
-        from deltalake import CommitProperties
-
         result = CommitResult()
         if not staged:
             return result
+        try:
+            self._commit(staged, run_id, lock, result)
+        except Exception as exc:
+            self._raise_if_disk_full(exc)
+            raise
+        return result
+
+    def _commit(self, staged: list[str], run_id: str, lock: Any, result: CommitResult) -> None:
+        from deltalake import CommitProperties
+
         with lock if lock is not None else self._local_lock():
             # Inside the lock: two first commits racing to create the table would otherwise
             # both succeed and leave a second CREATE as version 1.
@@ -204,7 +216,25 @@ class Warehouse:
             finally:
                 con.close()
         result.duplicates = total - result.inserted
-        return result
+
+    def _raise_if_disk_full(self, exc: Exception) -> None:
+        """A failed write to a local warehouse whose disk is full says so (Delta's own error is
+        "Generic LocalFileSystem error"), and that nothing of the run was committed."""
+        import errno
+        import shutil
+
+        if "://" in self.uri:
+            return
+        full = isinstance(exc, OSError) and exc.errno == errno.ENOSPC
+        try:
+            free = shutil.disk_usage(self.uri).free
+        except OSError:
+            return
+        if full or free < 1024 * 1024:
+            raise WarehouseFullError(
+                f"the warehouse's disk is full ({self.uri}: {free:,} bytes free): the commit could not be "
+                "written and nothing of this run was committed; free space (or move TRAILHOUSE_WAREHOUSE to a "
+                "larger disk), then run again: the same files load exactly once") from exc
 
     @staticmethod
     def _known_ids(table: Any, partitions: list[str]) -> str:

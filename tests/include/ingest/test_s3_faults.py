@@ -1,6 +1,6 @@
 """S3 faults between boto3 and the bucket: throttling, 500s, resets, slow answers, permanent failures.
 
-A fault-injecting reverse proxy (tests/faultproxy.py) sits in front of moto. Discovery and
+A fault-injecting reverse proxy (trailhouse.dev.faultproxy) sits in front of moto. Discovery and
 transform_batch use a client configured as pipeline.s3_client configures it (adaptive
 retries, max_attempts=8): transient faults must not change a single key or row, and permanent
 ones must end in an error that says what failed and what to do.
@@ -28,11 +28,9 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-# tests/ is on sys.path: pytest puts the folder of the rootdir conftest.py there
-from faultproxy import FaultProxy
-
 from trailhouse.config import Mav
 from trailhouse.db import appdb
+from trailhouse.dev.faultproxy import FaultProxy
 from trailhouse.dev.synth.files import write_to_s3
 from trailhouse.dev.synth.world import SynthSpec
 from trailhouse.ingest.discover import discover

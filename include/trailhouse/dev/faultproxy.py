@@ -110,6 +110,11 @@ class FaultProxy:
                    op: str | None = None, key: str | None = None) -> FaultProxy:
         return self._add(Rule("error", lambda i: i <= n, op, key, status, code))
 
+    def fail_after(self, n: int, status: int = 403, code: str = "AccessDenied", *,
+                   op: str | None = None, key: str | None = None) -> FaultProxy:
+        """Answer every matching request after the first `n` with this error (a permission taken away)."""
+        return self._add(Rule("error", lambda i: i > n, op, key, status, code))
+
     def fail_every(self, k: int, status: int = 500, code: str = "InternalError", *,
                    op: str | None = None, key: str | None = None) -> FaultProxy:
         return self._add(Rule("error", lambda i: i % k == 0, op, key, status, code))
@@ -165,7 +170,7 @@ class FaultProxy:
     def url(self) -> str:
         assert self._server is not None, "start() the proxy first"
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self) -> FaultProxy:
         proxy = self
@@ -176,7 +181,6 @@ class FaultProxy:
         Handler.proxy = proxy
         self._server = _Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._server.handle_error = lambda request, client_address: None  # a client that hung up
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="faultproxy",
                                         daemon=True)
         self._thread.start()
@@ -199,6 +203,9 @@ class FaultProxy:
 
 class _Server(ThreadingHTTPServer):
     request_queue_size = 128  # a client's whole connection pool may connect at once (the default is 5)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up mid-answer is not an error worth a traceback."""
 
 
 class _Handler(BaseHTTPRequestHandler):
