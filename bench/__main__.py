@@ -18,8 +18,8 @@ from bench import backfill_bench, baselines, data, discovery, ingest, product, p
 from bench.common import MIB, Sheet, isolated, markdown, render
 
 SECTIONS = ("ingest", "duckdb", "floor", "backfill", "discovery", "moto", "queries", "rules", "profile",
-            "run", "cli_backfill", "scheduled", "s3latency")
-PRODUCT = ("run", "cli_backfill", "scheduled", "s3latency")  # bench/product.py: the commands users run
+            "run", "cli_backfill", "concurrent", "scheduled", "s3latency")
+PRODUCT = ("run", "cli_backfill", "concurrent", "scheduled", "s3latency")  # bench/product.py: the commands users run
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -319,6 +319,13 @@ def product_sections(args: argparse.Namespace, ds: data.Dataset, work: Path, she
         res["cli_backfill"] = product.backfill_section(work, sheet, args.backfill_events, args.backfill_days)
         if not args.keep:
             shutil.rmtree(work / "backfill-home", ignore_errors=True)
+    if "concurrent" not in skip:
+        step(f"product: trailhouse run (hourly) while trailhouse backfill loads {args.backfill_days} days of the same MAV")
+        res["concurrent"] = product.concurrent_section(work, sheet, args.backfill_events, args.backfill_days,
+                                                       res.get("cli_backfill"))
+        if not args.keep:
+            shutil.rmtree(work / "concurrent-home", ignore_errors=True)
+            shutil.rmtree(work / "concurrent-bucket", ignore_errors=True)
     if "scheduled" not in skip:
         step("product: the DAG under scheduler + LocalExecutor + PostgreSQL")
         res["scheduled"] = product.scheduled_section(ds, work, sheet)

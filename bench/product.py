@@ -440,6 +440,83 @@ def backfill_section(work: Path, sheet: Sheet, events: int, days: int) -> dict[s
     return res
 
 
+# --------------------------------------------------------------------------- section: hourly run during a backfill
+
+
+def concurrent_section(work: Path, sheet: Sheet, events: int, days: int,
+                       alone: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`trailhouse run` (the hourly DAG) started while `trailhouse backfill` loads the same MAV's
+    history, both against one app database and one Airflow database on PostgreSQL: both must
+    succeed and the table must hold every event exactly once. The data is the backfill
+    section's (same spec), so its wall there (`alone`) is the baseline of the ratio.
+    """
+    s = "product hourly run during a backfill"
+    res: dict[str, Any] = {"days": days}
+    try:
+        with pg_database("trailhouse_bench_conc_airflow") as airflow_url, \
+                pg_database("trailhouse_bench_conc_app") as app_url:
+            res = _concurrent(work, sheet, s, events, days, airflow_url, app_url, alone)
+    except Exception as exc:
+        res["error"] = f"{type(exc).__name__}: {exc}"
+        sheet.add(s, "section", None, note=f"FAILED: {res['error']}")
+    return res
+
+
+def _concurrent(work: Path, sheet: Sheet, s: str, events: int, days: int, airflow_url: str, app_url: str,
+                alone: dict[str, Any] | None) -> dict[str, Any]:
+    spec = backfill_spec(events, days)
+    bucket = work / "concurrent-bucket"
+    written = write_to_dir(spec, bucket)
+    root = work / "concurrent-home"
+    home = make_home(root, {"AIRFLOW_HOME": str(root / "airflow"), "TRAILHOUSE_DB_URL": app_url,
+                            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": airflow_url})
+    res: dict[str, Any] = {"days": days, "events": written.events, "log": home.log}
+    home.check(home.trailhouse("airflow", "db", "check"))
+    home.check(home.trailhouse("mav", "add", MAV, "--path", str(bucket), "--lookback-hours", str(LOOKBACK_HOURS)))
+    first = spec.end - datetime.timedelta(days=days - 1)
+    last = spec.end + datetime.timedelta(days=1)
+    got: dict[str, Measured] = {}
+
+    def backfill() -> None:
+        got["backfill"] = home.trailhouse("backfill", MAV, "--from", first.isoformat(), "--to", last.isoformat(),
+                                          "--json")
+
+    t0 = time.perf_counter()
+    worker = threading.Thread(target=backfill, name="bench-backfill")
+    worker.start()
+    time.sleep(5)  # the backfill is past its start-up and loading its first days
+    got["run"] = home.trailhouse("run", MAV, "--json", "--at", run_at(spec.end).isoformat())
+    worker.join()
+    wall = time.perf_counter() - t0
+    bf, run = got["backfill"], got["run"]
+    res.update(wall_s=wall, backfill_rc=bf.returncode, run_rc=run.returncode,
+               backfill_wall_s=bf.wall_s, run_wall_s=run.wall_s)
+    counts = home.trailhouse("sql", "SELECT count(*), count(DISTINCT event_id) FROM cloudtrail_events",
+                             "--format", "csv")
+    total, distinct = (int(x) for x in counts.stdout.strip().splitlines()[-1].split(",")) if counts.ok else (-1, -1)
+    res.update(events_in_table=total, distinct_in_table=distinct, unique_in_files=written.unique_events)
+    exact = total == distinct == written.unique_events
+    failed = [name for name, m in got.items() if not m.ok]
+    verdict = ("every event exactly once" if exact else
+               f"WRONG: {total:,} rows, {distinct:,} distinct, {written.unique_events:,} unique events in the files")
+    if failed:
+        verdict += "; FAILED: " + "; ".join(f"{n}: {got[n].failure()[-300:]}" for n in failed)
+    sheet.add(s, "both commands: wall (backfill start to last end)", wall, "s",
+              note=f"{days} days + re-delivery day, {written.events:,} records; {verdict}")
+    ratio = ""
+    if alone and alone.get("wall_s"):
+        ratio = f"; alone (backfill section, same files) {alone['wall_s']:.1f} s: {bf.wall_s / alone['wall_s']:.2f}x"
+    sheet.add(s, "trailhouse backfill: wall, with the hourly run beside it", bf.wall_s, "s",
+              note=f"rc {bf.returncode}{ratio}")
+    sheet.add(s, "trailhouse run (hourly): wall, during the backfill", run.wall_s, "s",
+              note=f"rc {run.returncode}; started 5 s after the backfill; waits for the table's writer lock "
+                   "when the backfill commits")
+    add_memory(sheet, s, "trailhouse backfill", bf)
+    add_memory(sheet, s, "trailhouse run", run)
+    res["exactly_once"] = exact and not failed
+    return res
+
+
 # --------------------------------------------------------------------------- section: scheduled DAG, LocalExecutor
 
 
