@@ -258,9 +258,12 @@ def test_everyone_sees_every_alert_but_only_their_events(client: Any, auth: Any,
     assert client.get(f"{MOUNT}/api/alerts", params={"severity": "critical"}, headers=auth("olivia")).status_code == 200
 
 
+def _alerts(client: Any, auth: Any, **params: Any) -> list[dict[str, Any]]:
+    return client.get(f"{MOUNT}/api/alerts", params={"page_size": 500, **params}, headers=auth("ada")).json()["alerts"]
+
+
 def test_acknowledge_and_resolve_record_who(client: Any, auth: Any, web: Web) -> None:
-    alerts = client.get(f"{MOUNT}/api/alerts", params={"page_size": 500}, headers=auth("ada")).json()["alerts"]
-    target = next(a for a in alerts if a["account_id"] in web.foreign and a["status"] == "open")
+    target = next(a for a in _alerts(client, auth, account=web.owned, status="open"))
     r = client.post(f"{MOUNT}/api/alerts/{target['id']}/status", json={"status": "acknowledged"}, headers=auth("olivia"))
     assert r.status_code == 200 and (r.json()["status"], r.json()["status_by"]) == ("acknowledged", "olivia")
     r = client.post(f"{MOUNT}/api/alerts/{target['id']}/status", json={"status": "resolved"}, headers=auth("ada"))
@@ -271,9 +274,43 @@ def test_acknowledge_and_resolve_record_who(client: Any, auth: Any, web: Web) ->
                        headers=auth("ada")).status_code == 404
 
 
+def test_owners_change_only_alerts_of_their_own_accounts(client: Any, auth: Any, token: Any, web: Web) -> None:
+    """Both routes that change an alert's status (API and form), for every status: an owner is
+    refused another account's alert with 403 and the reason; administrators change any alert."""
+    foreign = next(a for a in _alerts(client, auth) if a["account_id"] in web.foreign)
+    cookie = {"Cookie": f"_token={token('olivia')}"}
+    csrf = csrf_of(client.get(f"{MOUNT}/alerts", headers=cookie).text)
+    for status in ("acknowledged", "resolved", "open"):
+        r = client.post(f"{MOUNT}/api/alerts/{foreign['id']}/status", json={"status": status}, headers=auth("olivia"))
+        assert r.status_code == 403, r.text
+        assert r.json()["detail"] == (f"alert {foreign['id']} is about account {foreign['account_id']}, which 'olivia' "
+                                      "does not own: only that account's owners and security administrators "
+                                      "acknowledge, resolve or reopen it")
+        form = client.post(f"{MOUNT}/alerts/{foreign['id']}/status", data={"status": status, "csrf_token": csrf},
+                           headers=cookie)
+        assert form.status_code == 403 and "does not own" in form.text
+    after = client.get(f"{MOUNT}/api/alerts/{foreign['id']}", headers=auth("olivia")).json()["alert"]
+    assert (after["status"], after["status_by"]) == (foreign["status"], foreign["status_by"])
+    # Her pages offer no buttons she may not use, and say who may.
+    page = client.get(f"{MOUNT}/alerts/{foreign['id']}", headers=cookie).text
+    assert f'action="{MOUNT}/alerts/{foreign["id"]}/status"' not in page
+    assert f"Only the owners of account {foreign['account_id']} and security administrators" in page
+    own = next(a for a in _alerts(client, auth, account=web.owned))
+    assert f'action="{MOUNT}/alerts/{own["id"]}/status"' in client.get(f"{MOUNT}/alerts/{own['id']}", headers=cookie).text
+    # An administrator acts on any account's alert, through both routes.
+    r = client.post(f"{MOUNT}/api/alerts/{foreign['id']}/status", json={"status": "acknowledged"}, headers=auth("ada"))
+    assert r.status_code == 200 and r.json()["status_by"] == "ada"
+    ada = {"Cookie": f"_token={token('ada')}"}
+    form = client.post(f"{MOUNT}/alerts/{foreign['id']}/status",
+                       data={"status": foreign["status"], "csrf_token": csrf_of(client.get(f"{MOUNT}/alerts", headers=ada).text)},
+                       headers=ada)
+    assert form.status_code == 303
+
+
 def test_cookie_sessions_need_the_csrf_token_to_change_anything(client: Any, token: Any, web: Web) -> None:
     cookie = {"Cookie": f"_token={token('olivia')}"}
-    alerts = client.get(f"{MOUNT}/api/alerts", params={"page_size": 500, "status": "open"}, headers=cookie).json()
+    alerts = client.get(f"{MOUNT}/api/alerts", params={"page_size": 500, "status": "open", "account": web.owned},
+                        headers=cookie).json()
     target = alerts["alerts"][0]["id"]
     url = f"{MOUNT}/alerts/{target}/status"
     refused = client.post(url, data={"status": "acknowledged"}, headers=cookie)

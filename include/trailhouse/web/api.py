@@ -183,11 +183,12 @@ def get_alert(caller: CallerDep, dep: DeploymentDep, alert_id: AlertId) -> dict[
     return {"alert": alert, **behind}
 
 
-@router.post("/alerts/{alert_id}/status", summary="Acknowledge, resolve or reopen an alert (who and when recorded)",
+@router.post("/alerts/{alert_id}/status",
+             summary="Acknowledge, resolve or reopen an alert (who and when recorded); owners: their accounts' alerts",
              dependencies=CSRF)
 def set_alert_status(caller: CallerDep, dep: DeploymentDep, alert_id: AlertId, body: StatusIn) -> dict[str, Any]:
     with domain_errors():
-        return alerts.set_status(dep.engine, alert_id, body.status, by=caller.username)
+        return alerts.set_status(dep.engine, alert_id, body.status, actor=caller.actor)
 
 
 # --- rules ----------------------------------------------------------------------------------

@@ -143,7 +143,9 @@ def alert_status_form(request: Request, caller: CallerDep, dep: DeploymentDep, a
                       back: Annotated[str, Form(max_length=2048)] = "",
                       csrf_token: Annotated[str, Form(max_length=128)] = "") -> Response:
     try:
-        alerts.set_status(dep.engine, alert_id, status, by=caller.username)
+        alerts.set_status(dep.engine, alert_id, status, actor=caller.actor)
+    except Forbidden as exc:
+        raise HTTPException(403, str(exc)) from None
     except LookupError:
         raise HTTPException(404, f"no alert {alert_id}") from None
     except ValueError as exc:
