@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 from collections import Counter
+from datetime import date
 from typing import Any
 
 import httpx
 import polars as pl
 import pytest
-from webhelpers import MOUNT, Server, Web
+from webhelpers import MOUNT, ODD_IDS, Server, Web
 
 from trailhouse import settings
 from trailhouse.deployment import Deployment
@@ -198,6 +200,35 @@ def test_event_detail_of_a_foreign_account_is_404_like_a_missing_one(client: Any
     assert mine.status_code == 200 and mine.json()["account_id"] == web.owned
     page = client.get(f"{MOUNT}/events/{own['event_id']}", headers=auth("olivia"))
     assert page.status_code == 200 and own["event_id"] in page.text and "Same principal" in page.text
+
+
+def test_events_with_slashes_crlf_or_reserved_words_in_their_id_open(client: Any, auth: Any, web: Web) -> None:
+    """Event ids are whatever the delivery file says: each opens from its link in the listing,
+    as a page and through the API, and the record shown is that event's."""
+    from html import escape
+    from urllib.parse import quote
+
+    from trailhouse.web.render import event_url
+
+    rows = {r["event_id"]: r for r in all_events(client, auth("olivia"), web) if r["event_id"] in ODD_IDS}
+    assert set(rows) == set(ODD_IDS)
+    for event_id, row in rows.items():
+        href = event_url(MOUNT, {**row, "event_date": date.fromisoformat(row["event_date"])})
+        day = row["event_time"][:19]
+        listing = client.get(f"{MOUNT}/events", headers=auth("olivia"),
+                             params={"from": day, "to": day[:-2] + "59", "account": web.owned, "page_size": 500})
+        assert escape(href) in listing.text, f"the listing links {event_id!r} at {href}"
+        page = client.get(href, headers=auth("olivia"))
+        assert page.status_code == 200, (event_id, href, page.text[:300])
+        assert json.dumps(event_id)[1:-1].replace("&", "&amp;").replace("<", "&lt;") in page.text
+        api = client.get(f"{MOUNT}/api/event", headers=auth("olivia"), params={"id": event_id, "date": row["event_date"]})
+        assert api.status_code == 200 and api.json()["record"]["eventID"] == event_id
+        assert client.get(f"{MOUNT}/api/event", headers=auth("olivia"), params={"id": event_id}).status_code == 200
+        assert client.get(href, headers=auth("ada")).status_code == 200
+    # Plain ids keep their path links, which the API answers too.
+    plain = next(r for r in all_events(client, auth("olivia"), web) if r["event_id"] not in ODD_IDS)
+    assert event_url(MOUNT, plain) == f"{MOUNT}/events/{quote(plain['event_id'], safe='')}"
+    assert client.get(f"{MOUNT}/api/events/{plain['event_id']}", headers=auth("olivia")).status_code == 200
 
 
 def test_exports_are_scoped(client: Any, auth: Any, web: Web) -> None:

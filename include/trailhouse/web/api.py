@@ -29,6 +29,8 @@ AlertId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 RuleId = Annotated[str, Path(max_length=128, pattern=NO_NUL)]
 EventId = Annotated[str, Path(max_length=256, pattern=NO_NUL)]
 Day = Annotated[str | None, Query(alias="date", max_length=10, description="the event's date (YYYY-MM-DD): a faster lookup")]
+EventIdQuery = Annotated[str, Query(alias="id", min_length=1, max_length=256, pattern=NO_NUL,
+                                    description="the event id, any characters (slashes, CR/LF, ...)")]
 assert set(SEVERITIES) == set(Severity.__args__)  # type: ignore[attr-defined]
 
 
@@ -150,9 +152,17 @@ def event_or_404(dep: Deployment, caller: Any, event_id: str, day: str | None) -
     return row
 
 
+@router.get("/event", summary="One event by an id given as `?id=`: any id, also one with a slash or CR/LF")
+def get_event_by_query(caller: CallerDep, dep: DeploymentDep, event_id: EventIdQuery, day: Day = None) -> dict[str, Any]:
+    return event_view(event_or_404(dep, caller, event_id, day))
+
+
 @router.get("/events/{event_id}", summary="One event: the original CloudTrail record and related searches")
 def get_event(caller: CallerDep, dep: DeploymentDep, event_id: EventId, day: Day = None) -> dict[str, Any]:
-    row = event_or_404(dep, caller, event_id, day)
+    return event_view(event_or_404(dep, caller, event_id, day))
+
+
+def event_view(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "event_id": row["event_id"], "event_date": row["event_date"], "account_id": row["account_id"],
         "mav": row["mav"], "source_key": row["source_key"], "ingested_at": row["ingested_at"],

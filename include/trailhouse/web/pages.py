@@ -16,7 +16,7 @@ from trailhouse.common import principal_of
 from trailhouse.deployment import Deployment
 from trailhouse.ingest import records
 from trailhouse.web import data, render, search
-from trailhouse.web.api import AlertId, Day, EventId, RuleId, event_or_404
+from trailhouse.web.api import AlertId, Day, EventId, EventIdQuery, RuleId, event_or_404
 from trailhouse.web.chart import bar_chart
 from trailhouse.web.deps import CSRF, NO_NUL, AlertFilters, CallerDep, DeploymentDep, FilterParams, Page, PageSize
 
@@ -86,9 +86,18 @@ def summary_page(request: Request, caller: CallerDep, dep: DeploymentDep, params
     }, status_code=400 if ctx["problem"] else 200)
 
 
+@router.get("/event", summary="One event by an id given as `?id=`: any id (the links of ids a path cannot carry)")
+def event_page_by_query(request: Request, caller: CallerDep, dep: DeploymentDep, event_id: EventIdQuery,
+                        day: Day = None) -> Response:
+    return _event_page(request, event_or_404(dep, caller, event_id, day))
+
+
 @router.get("/events/{event_id}", summary="One event: the whole original record and related searches")
 def event_page(request: Request, caller: CallerDep, dep: DeploymentDep, event_id: EventId, day: Day = None) -> Response:
-    row = event_or_404(dep, caller, event_id, day)
+    return _event_page(request, event_or_404(dep, caller, event_id, day))
+
+
+def _event_page(request: Request, row: dict[str, Any]) -> Response:
     record = records.rebuild(row)
     related = [(label, search.to_params(f)) for label, f in search.related(row).items()]
     return render.page(request, "event.html", {

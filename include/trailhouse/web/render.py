@@ -6,12 +6,13 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from trailhouse.common import event_link
 from trailhouse.web import MOUNT_PATH
 from trailhouse.web.context import auth_manager, current_caller
 
@@ -79,9 +80,8 @@ def short_source(value: str | None) -> str:
 
 
 def event_url(root_path: str, row: dict[str, Any]) -> str:
-    """The event page of a row (with its date, so the lookup reads one partition)."""
-    day = row.get("event_date")
-    return f"{root_path}/events/{quote(str(row['event_id']), safe='')}" + qs(date=day.isoformat() if day else None)
+    """The event page of a row (with its date, so the lookup reads one partition); any id opens."""
+    return root_path + event_link(str(row["event_id"]), row.get("event_date"))
 
 
 def first_upper(text: str) -> str:
