@@ -21,7 +21,17 @@ from trailhouse.common import Severity
 from trailhouse.deployment import Deployment
 from trailhouse.ingest import records
 from trailhouse.web import data, search
-from trailhouse.web.deps import CSRF, NO_NUL, AlertFilters, CallerDep, DeploymentDep, FilterParams, Page, PageSize
+from trailhouse.web.deps import (
+    CSRF,
+    HEAVY,
+    NO_NUL,
+    AlertFilters,
+    CallerDep,
+    DeploymentDep,
+    FilterParams,
+    Page,
+    PageSize,
+)
 
 router = APIRouter(tags=["api"])
 
@@ -69,7 +79,8 @@ def list_events(caller: CallerDep, dep: DeploymentDep, params: FilterParams, pag
             "events": result.rows}
 
 
-@router.get("/events/summary", summary="Counts by account, region, service, event name, principal, source IP; events over time")
+@router.get("/events/summary", summary="Counts by account, region, service, event name, principal, source IP; events over time",
+            dependencies=HEAVY)
 def events_summary(caller: CallerDep, dep: DeploymentDep, params: FilterParams) -> dict[str, Any]:
     f = _filters(params)
     with search.events_connection(dep.warehouse) as con:
@@ -125,7 +136,7 @@ def _json_chunks(table: Any) -> Iterator[str]:
 
 @router.get("/events/export", summary="The current search as a CSV or JSON download (newest first)",
             response_class=StreamingResponse,
-            responses={200: {"content": {"text/csv": {}, "application/json": {}}}})
+            responses={200: {"content": {"text/csv": {}, "application/json": {}}}}, dependencies=HEAVY)
 def export_events(caller: CallerDep, dep: DeploymentDep, params: FilterParams,
                   format: Annotated[Literal["csv", "json"], Query(description="csv or json")] = "csv") -> StreamingResponse:
     f = _filters(params)
@@ -256,7 +267,7 @@ def create_rule(caller: CallerDep, dep: DeploymentDep, body: RuleIn) -> dict[str
 
 
 @router.post("/rules/preview", summary="Run a condition over the last 24 hours of the caller's events; saves nothing",
-             dependencies=CSRF)
+             dependencies=[*CSRF, *HEAVY])
 def preview_rule(caller: CallerDep, dep: DeploymentDep, body: PreviewIn) -> dict[str, Any]:
     with domain_errors():
         p = data.preview(dep, caller, body.condition, body.accounts)

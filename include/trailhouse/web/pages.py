@@ -18,7 +18,17 @@ from trailhouse.ingest import records
 from trailhouse.web import data, render, search
 from trailhouse.web.api import AlertId, Day, EventId, EventIdQuery, RuleId, event_or_404
 from trailhouse.web.chart import bar_chart
-from trailhouse.web.deps import CSRF, NO_NUL, AlertFilters, CallerDep, DeploymentDep, FilterParams, Page, PageSize
+from trailhouse.web.deps import (
+    CSRF,
+    HEAVY,
+    NO_NUL,
+    AlertFilters,
+    CallerDep,
+    DeploymentDep,
+    FilterParams,
+    Page,
+    PageSize,
+)
 
 router = APIRouter(tags=["pages"], default_response_class=HTMLResponse)
 
@@ -69,7 +79,8 @@ def events_page(request: Request, caller: CallerDep, dep: DeploymentDep, params:
     }, status_code=400 if ctx["problem"] else 200)
 
 
-@router.get("/events/summary", summary="Summary of the filtered events: top values and events over time")
+@router.get("/events/summary", summary="Summary of the filtered events: top values and events over time",
+            dependencies=HEAVY)
 def summary_page(request: Request, caller: CallerDep, dep: DeploymentDep, params: FilterParams) -> Response:
     ctx = _filter_context(request, dep, caller, params)
     summary = None
@@ -211,7 +222,7 @@ def new_rule_page(request: Request, caller: CallerDep) -> Response:
     return _rule_form(request, caller, rule=None, values=values)
 
 
-@router.post("/rules/new", summary="Preview or save a new custom rule (form)", dependencies=CSRF)
+@router.post("/rules/new", summary="Preview or save a new custom rule (form)", dependencies=[*CSRF, *HEAVY])
 def new_rule_submit(request: Request, caller: CallerDep, dep: DeploymentDep,
                     rule_id: Annotated[str, Form(max_length=128, pattern=NO_NUL)] = "",
                     title: FormText = "", severity: Annotated[str, Form(max_length=16)] = "medium",
@@ -256,7 +267,8 @@ def rule_page(request: Request, caller: CallerDep, dep: DeploymentDep, rule_id: 
     return _rule_form(request, caller, rule=rule, values=_values_of(rule))
 
 
-@router.post("/rules/{rule_id}", summary="Preview or save changes to a custom rule (form)", dependencies=CSRF)
+@router.post("/rules/{rule_id}", summary="Preview or save changes to a custom rule (form)",
+             dependencies=[*CSRF, *HEAVY])
 def rule_submit(request: Request, caller: CallerDep, dep: DeploymentDep, rule_id: RuleId,
                 title: FormText = "", severity: Annotated[str, Form(max_length=16)] = "medium",
                 condition: Annotated[str, Form(max_length=4000, pattern=NO_NUL)] = "",

@@ -103,7 +103,8 @@ def page(request: Request, name: str, context: dict[str, Any], *, status_code: i
 
 
 TITLES = {400: "Bad request", 401: "Log in to use trailhouse", 403: "Not allowed", 404: "Not found",
-          405: "Method not allowed", 422: "Bad request"}
+          405: "Method not allowed", 413: "Request too large", 422: "Bad request", 429: "Too many requests at once",
+          503: "Busy"}
 
 
 def error(request: Request, status_code: int, message: str, *, headers: dict[str, str] | None = None) -> Response:
