@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import backfill_bench, baselines, data, discovery, ingest, product, profiling, queries, rules_bench
+from bench import backfill_bench, baselines, data, discovery, ingest, product, profiling, queries, rules_bench, web_load
 from bench.common import MIB, Sheet, isolated, markdown, render
 
-SECTIONS = ("ingest", "duckdb", "floor", "backfill", "discovery", "moto", "queries", "rules", "profile",
+SECTIONS = ("ingest", "duckdb", "floor", "backfill", "discovery", "moto", "queries", "web", "rules", "profile",
             "run", "cli_backfill", "concurrent", "scheduled", "s3latency")
 PRODUCT = ("run", "cli_backfill", "concurrent", "scheduled", "s3latency")  # bench/product.py: the commands users run
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -83,6 +83,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--discovery-accounts", default="20,200",
                    help="comma-separated account counts of the moto discovery scale section, each at 4 and 17 regions "
                         "(default 20,200; 1000 adds ~15 min)")
+    p.add_argument("--web-clients", type=int, default=20, help="concurrent users of the web load section (default 20)")
+    p.add_argument("--web-seconds", type=float, default=60, help="how long the web load section drives the API (default 60)")
     p.add_argument("--profile-events", type=int, default=50_000, help="events in the profiled batch (default 50,000)")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
     p.add_argument("--wait-for-quiet", type=float, default=0.0, metavar="SECONDS",
@@ -188,6 +190,16 @@ def targets(sheet: Sheet, got: dict[str, Any]) -> None:
                 f"days; one LIST {per_call:.2f}x slower at {rows[-1]['days']}d; flat = same LIST calls and time "
                 f"growth <= 1.5x beyond the store's per-call latency")
     product.targets(add, got.get("product", {}), got.get("baselines", {}).get("duckdb"))
+    w = got.get("web")
+    if w:
+        n = w.get("warehouse_events") or 0
+        judged = n >= 10_000_000
+        add(f"web: 0 errors under {w['clients']} clients on {n / 1e6:g}M events", w["errors"], "errors",
+            w["errors"] == 0 if judged else None,
+            f"{w['requests']:,} requests, {w['requests_per_s']:.1f}/s, p50 {w['p50_s']:.3f} s, p95 {w['p95_s']:.3f} s"
+            + ("" if judged else "; warehouse < 10M events: not judged"))
+        add("web: API server peak RSS < 1 GiB under load", w["server_peak_rss_mib"], "MiB",
+            w["server_peak_rss_mib"] < 1024 if judged else None, "VmHWM of the process serving the app")
     q = got.get("queries")
     if q:
         n = q["warehouse"]["events"]
@@ -267,19 +279,24 @@ def warehouse_sections(args: argparse.Namespace, ds: data.Dataset, work: Path, s
                        base_uri: str | None) -> None:
     """Queries, rules and the profiled batch over a loaded warehouse."""
     skip = args.skip_set
-    if ({"queries", "rules"} - skip) and base_uri is None:
+    if ({"queries", "web", "rules"} - skip) and base_uri is None:
         step("no ingest section: loading the data once (untimed) for queries/rules")
         base_uri = ingest.run(ds, work, 2).warehouse
 
-    if "queries" not in skip:
+    if {"queries", "web"} - skip:
         assert base_uri is not None
         step(f"queries: building a {args.query_events:,}-event warehouse")
         q_uri = str(work / "warehouse-queries")
         built, _ = isolated(queries.build, base_uri, q_uri, args.query_events)
-        step("queries: running")
-        res, rss = isolated(queries.run_queries, q_uri, data.END)
-        queries.report(built, res, rss, sheet)
-        got["queries"] = {"warehouse": built, **res}
+        if "queries" not in skip:
+            step("queries: running")
+            res, rss = isolated(queries.run_queries, q_uri, data.END)
+            queries.report(built, res, rss, sheet)
+            got["queries"] = {"warehouse": built, **res}
+        if "web" not in skip:
+            step(f"web: {args.web_clients} clients for {args.web_seconds:.0f} s against the API over that warehouse")
+            got["web"] = web_load.run(q_uri, work / "web", clients=args.web_clients, seconds=args.web_seconds)
+            web_load.report(got["web"], sheet)
         shutil.rmtree(q_uri, ignore_errors=True)
 
     if "rules" not in skip:

@@ -68,3 +68,23 @@ def chunks(items: Sequence[T], size: int = 500) -> Iterator[Sequence[T]]:
 def sql_literal(value: str) -> str:
     """`value` as a SQL string literal (quotes doubled), for text built into DuckDB queries."""
     return "'" + value.replace("'", "''") + "'"
+
+
+# --- links to the web UI -----------------------------------------------------------------------
+# An event id is whatever the delivery file says. Only these travel as a path segment of
+# /events/<id>: a slash, CR/LF (Starlette's mount does not match them), "." segments, a
+# trailing slash (redirected) or a route's own name (`summary`, `export`) would not reach
+# the event; every other id goes in the query string of /event?id=...
+_PATH_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]{0,255}")
+_EVENT_ROUTES = frozenset({"summary", "export"})
+
+
+def event_link(event_id: str, day: Any = None) -> str:
+    """The event page's path under the web app's root (`/trailhouse`), with its date if known
+    (the lookup then reads one partition)."""
+    from urllib.parse import quote, urlencode
+
+    date = {"date": day.isoformat()} if day is not None and hasattr(day, "isoformat") else {}
+    if _PATH_SAFE_ID.fullmatch(event_id) and event_id not in _EVENT_ROUTES:
+        return f"/events/{quote(event_id, safe='')}" + (f"?{urlencode(date)}" if date else "")
+    return "/event?" + urlencode({"id": event_id, **date}, quote_via=quote)

@@ -36,6 +36,18 @@ class Settings:
     owners_file: Path
     base_url: str
     fault: str | None
+    web: WebLimits
+
+
+@dataclass(frozen=True)
+class WebLimits:
+    """What one request to the web UI may cost the API server (docs/web.md, "Limits")."""
+
+    max_body_bytes: int  # a bigger request body is refused (413) while it streams in
+    query_seconds: float  # an events query running longer is interrupted ("narrow the range")
+    query_memory: str  # DuckDB memory_limit of each events query (it spills or fails beyond)
+    queries: int  # events queries the server runs at once; more wait for a turn
+    heavy_per_user: int  # summaries, exports, previews one user runs at once; more get 429
 
 
 def load() -> Settings:
@@ -58,4 +70,11 @@ def load() -> Settings:
         base_url=os.environ.get("TRAILHOUSE_BASE_URL", "http://localhost:8080").rstrip("/"),
         # Fault injection for the fault suite and its tests (trailhouse.faults); unset in production.
         fault=os.environ.get("TRAILHOUSE_FAULT") or None,
+        web=WebLimits(
+            max_body_bytes=int(os.environ.get("TRAILHOUSE_WEB_MAX_BODY_BYTES", 2 * 1024 * 1024)),
+            query_seconds=float(os.environ.get("TRAILHOUSE_WEB_QUERY_SECONDS", 30)),
+            query_memory=os.environ.get("TRAILHOUSE_WEB_QUERY_MEMORY", "192MB"),
+            queries=int(os.environ.get("TRAILHOUSE_WEB_QUERIES", 4)),
+            heavy_per_user=int(os.environ.get("TRAILHOUSE_WEB_HEAVY_PER_USER", 2)),
+        ),
     )

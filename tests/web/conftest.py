@@ -24,13 +24,25 @@ from typing import Any
 
 import httpx
 import pytest
-from webhelpers import AIRFLOW_ROLES, MOUNT, PASSWORDS, Server, Web
+from webhelpers import AIRFLOW_ROLES, MOUNT, ODD_IDS, PASSWORDS, Server, Web
 
 from trailhouse import settings
 from trailhouse.deployment import Deployment
 from trailhouse.dev.servers import free_port
 
 REPO = settings.PROJECT_ROOT
+
+
+def _add_odd_ids(bucket: Path, account: str) -> None:
+    """A delivery file of `account` whose events' ids hold a slash, CR/LF and other URL-special
+    characters (CloudTrail ids are UUIDs, but the id is whatever the file says)."""
+    import gzip
+
+    source = sorted(p for p in bucket.rglob(f"{account}_CloudTrail_*.json.gz"))[0]
+    template = json.loads(gzip.decompress(source.read_bytes()))["Records"][0]
+    records = [{**template, "eventID": event_id} for event_id in ODD_IDS]
+    target = source.with_name(source.name.rsplit("_", 1)[0] + "_OddIdsOddIdsOdd1.json.gz")
+    target.write_bytes(gzip.compress(json.dumps({"Records": records}).encode()))
 
 
 def _build_warehouse(home: Path) -> list[str]:
@@ -43,6 +55,7 @@ def _build_warehouse(home: Path) -> list[str]:
     today = datetime.now(UTC).date()
     spec = SynthSpec(seed=3, accounts=3, days=2, end=today, events_per_file=20, files_per_region_day=3)
     write_to_dir(spec, home / "bucket")
+    _add_odd_ids(home / "bucket", account_ids(spec)[0])
     mav = Mav(name="web", path=str(home / "bucket"))
     dep = Deployment()
     save_mav(dep.settings.mav_dir, mav)

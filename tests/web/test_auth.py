@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 from collections import Counter
+from datetime import date
 from typing import Any
 
 import httpx
 import polars as pl
 import pytest
-from webhelpers import MOUNT, Server, Web
+from webhelpers import MOUNT, ODD_IDS, Server, Web
 
 from trailhouse import settings
 from trailhouse.deployment import Deployment
@@ -200,6 +202,35 @@ def test_event_detail_of_a_foreign_account_is_404_like_a_missing_one(client: Any
     assert page.status_code == 200 and own["event_id"] in page.text and "Same principal" in page.text
 
 
+def test_events_with_slashes_crlf_or_reserved_words_in_their_id_open(client: Any, auth: Any, web: Web) -> None:
+    """Event ids are whatever the delivery file says: each opens from its link in the listing,
+    as a page and through the API, and the record shown is that event's."""
+    from html import escape
+    from urllib.parse import quote
+
+    from trailhouse.web.render import event_url
+
+    rows = {r["event_id"]: r for r in all_events(client, auth("olivia"), web) if r["event_id"] in ODD_IDS}
+    assert set(rows) == set(ODD_IDS)
+    for event_id, row in rows.items():
+        href = event_url(MOUNT, {**row, "event_date": date.fromisoformat(row["event_date"])})
+        day = row["event_time"][:19]
+        listing = client.get(f"{MOUNT}/events", headers=auth("olivia"),
+                             params={"from": day, "to": day[:-2] + "59", "account": web.owned, "page_size": 500})
+        assert escape(href) in listing.text, f"the listing links {event_id!r} at {href}"
+        page = client.get(href, headers=auth("olivia"))
+        assert page.status_code == 200, (event_id, href, page.text[:300])
+        assert json.dumps(event_id)[1:-1].replace("&", "&amp;").replace("<", "&lt;") in page.text
+        api = client.get(f"{MOUNT}/api/event", headers=auth("olivia"), params={"id": event_id, "date": row["event_date"]})
+        assert api.status_code == 200 and api.json()["record"]["eventID"] == event_id
+        assert client.get(f"{MOUNT}/api/event", headers=auth("olivia"), params={"id": event_id}).status_code == 200
+        assert client.get(href, headers=auth("ada")).status_code == 200
+    # Plain ids keep their path links, which the API answers too.
+    plain = next(r for r in all_events(client, auth("olivia"), web) if r["event_id"] not in ODD_IDS)
+    assert event_url(MOUNT, plain) == f"{MOUNT}/events/{quote(plain['event_id'], safe='')}"
+    assert client.get(f"{MOUNT}/api/events/{plain['event_id']}", headers=auth("olivia")).status_code == 200
+
+
 def test_exports_are_scoped(client: Any, auth: Any, web: Web) -> None:
     expected = truth(web)
     r = client.get(f"{MOUNT}/api/events/export", params={**web.range_params(), "format": "csv"}, headers=auth("olivia"))
@@ -258,9 +289,12 @@ def test_everyone_sees_every_alert_but_only_their_events(client: Any, auth: Any,
     assert client.get(f"{MOUNT}/api/alerts", params={"severity": "critical"}, headers=auth("olivia")).status_code == 200
 
 
+def _alerts(client: Any, auth: Any, **params: Any) -> list[dict[str, Any]]:
+    return client.get(f"{MOUNT}/api/alerts", params={"page_size": 500, **params}, headers=auth("ada")).json()["alerts"]
+
+
 def test_acknowledge_and_resolve_record_who(client: Any, auth: Any, web: Web) -> None:
-    alerts = client.get(f"{MOUNT}/api/alerts", params={"page_size": 500}, headers=auth("ada")).json()["alerts"]
-    target = next(a for a in alerts if a["account_id"] in web.foreign and a["status"] == "open")
+    target = next(a for a in _alerts(client, auth, account=web.owned, status="open"))
     r = client.post(f"{MOUNT}/api/alerts/{target['id']}/status", json={"status": "acknowledged"}, headers=auth("olivia"))
     assert r.status_code == 200 and (r.json()["status"], r.json()["status_by"]) == ("acknowledged", "olivia")
     r = client.post(f"{MOUNT}/api/alerts/{target['id']}/status", json={"status": "resolved"}, headers=auth("ada"))
@@ -271,9 +305,43 @@ def test_acknowledge_and_resolve_record_who(client: Any, auth: Any, web: Web) ->
                        headers=auth("ada")).status_code == 404
 
 
+def test_owners_change_only_alerts_of_their_own_accounts(client: Any, auth: Any, token: Any, web: Web) -> None:
+    """Both routes that change an alert's status (API and form), for every status: an owner is
+    refused another account's alert with 403 and the reason; administrators change any alert."""
+    foreign = next(a for a in _alerts(client, auth) if a["account_id"] in web.foreign)
+    cookie = {"Cookie": f"_token={token('olivia')}"}
+    csrf = csrf_of(client.get(f"{MOUNT}/alerts", headers=cookie).text)
+    for status in ("acknowledged", "resolved", "open"):
+        r = client.post(f"{MOUNT}/api/alerts/{foreign['id']}/status", json={"status": status}, headers=auth("olivia"))
+        assert r.status_code == 403, r.text
+        assert r.json()["detail"] == (f"alert {foreign['id']} is about account {foreign['account_id']}, which 'olivia' "
+                                      "does not own: only that account's owners and security administrators "
+                                      "acknowledge, resolve or reopen it")
+        form = client.post(f"{MOUNT}/alerts/{foreign['id']}/status", data={"status": status, "csrf_token": csrf},
+                           headers=cookie)
+        assert form.status_code == 403 and "does not own" in form.text
+    after = client.get(f"{MOUNT}/api/alerts/{foreign['id']}", headers=auth("olivia")).json()["alert"]
+    assert (after["status"], after["status_by"]) == (foreign["status"], foreign["status_by"])
+    # Her pages offer no buttons she may not use, and say who may.
+    page = client.get(f"{MOUNT}/alerts/{foreign['id']}", headers=cookie).text
+    assert f'action="{MOUNT}/alerts/{foreign["id"]}/status"' not in page
+    assert f"Only the owners of account {foreign['account_id']} and security administrators" in page
+    own = next(a for a in _alerts(client, auth, account=web.owned))
+    assert f'action="{MOUNT}/alerts/{own["id"]}/status"' in client.get(f"{MOUNT}/alerts/{own['id']}", headers=cookie).text
+    # An administrator acts on any account's alert, through both routes.
+    r = client.post(f"{MOUNT}/api/alerts/{foreign['id']}/status", json={"status": "acknowledged"}, headers=auth("ada"))
+    assert r.status_code == 200 and r.json()["status_by"] == "ada"
+    ada = {"Cookie": f"_token={token('ada')}"}
+    form = client.post(f"{MOUNT}/alerts/{foreign['id']}/status",
+                       data={"status": foreign["status"], "csrf_token": csrf_of(client.get(f"{MOUNT}/alerts", headers=ada).text)},
+                       headers=ada)
+    assert form.status_code == 303
+
+
 def test_cookie_sessions_need_the_csrf_token_to_change_anything(client: Any, token: Any, web: Web) -> None:
     cookie = {"Cookie": f"_token={token('olivia')}"}
-    alerts = client.get(f"{MOUNT}/api/alerts", params={"page_size": 500, "status": "open"}, headers=cookie).json()
+    alerts = client.get(f"{MOUNT}/api/alerts", params={"page_size": 500, "status": "open", "account": web.owned},
+                        headers=cookie).json()
     target = alerts["alerts"][0]["id"]
     url = f"{MOUNT}/alerts/{target}/status"
     refused = client.post(url, data={"status": "acknowledged"}, headers=cookie)

@@ -10,6 +10,8 @@ import httpx
 
 MOUNT = "/trailhouse"
 PASSWORDS = {"ada": "ada-pass-1", "olivia": "olivia-pass-2", "nobody": "nobody-pass-3"}
+# Event ids of the owned account's extra file (conftest._add_odd_ids): each must open in the UI.
+ODD_IDS = ("odd/id/with/slashes", "odd\r\nid-with-crlf", "odd id?#%&+;=.. ../", "summary", "export")
 AIRFLOW_ROLES = {"ada": "admin", "olivia": "viewer", "nobody": "viewer"}
 
 

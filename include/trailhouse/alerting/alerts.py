@@ -8,6 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from trailhouse.alerting.roles import Actor, Forbidden
 from trailhouse.alerting.rules import Match
 from trailhouse.common import chunks
 from trailhouse.db import appdb
@@ -104,13 +105,33 @@ def _recount(conn: sa.Connection, alert_ids: list[int]) -> None:
         ))
 
 
-def set_status(eng: sa.Engine, alert_id: int, status: str, *, by: str) -> dict[str, Any]:
-    """Acknowledge or resolve an alert (or reopen it), recording who and when."""
+def may_act(actor: Actor, alert: dict[str, Any]) -> bool:
+    """Whether `actor` may acknowledge, resolve or reopen `alert`: security administrators any
+    alert, owners those about their own accounts (everyone still *sees* every alert)."""
+    return actor.can_see_account(alert.get("account_id"))
+
+
+def set_status(eng: sa.Engine, alert_id: int, status: str, *, actor: Actor) -> dict[str, Any]:
+    """Acknowledge or resolve an alert (or reopen it), recording who and when.
+
+    LookupError: no such alert; Forbidden: an owner changing an alert about an account they do
+    not own (silencing it would hide it from that account's owners).
+    """
     if status not in STATUSES:
         raise ValueError(f"status must be one of {', '.join(STATUSES)}")
+    alert = get(eng, alert_id)
+    if not may_act(actor, alert):
+        account = alert.get("account_id") or "no account"
+        raise Forbidden(
+            f"alert {alert_id} is about account {account}, which {actor.username!r} does not own: only that "
+            f"account's owners and security administrators acknowledge, resolve or reopen it")
     a = appdb.alerts
+    where = [a.c.id == alert_id]
+    if not actor.is_admin:  # the same rule in the statement itself: no window between the check and the change
+        where.append(a.c.account_id.in_(sorted(actor.accounts)))
     with eng.begin() as conn:
-        done = conn.execute(a.update().where(a.c.id == alert_id).values(status=status, status_by=by, status_at=appdb.now()))
+        done = conn.execute(a.update().where(*where).values(status=status, status_by=actor.username,
+                                                            status_at=appdb.now()))
         if done.rowcount == 0:
             raise LookupError(f"no alert with id {alert_id}")
     return get(eng, alert_id)

@@ -36,7 +36,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from trailhouse import airflow_env, faults
-from trailhouse.common import SEVERITY_RANK, chunks
+from trailhouse.common import SEVERITY_RANK, chunks, event_link
 from trailhouse.config import AccountIds, ConfigError
 from trailhouse.db import appdb
 
@@ -319,7 +319,7 @@ def render(mav: str, run_id: str, recipient: str, alerts: Sequence[Mapping[str, 
             f"   Source IP:  {_clean(a.get('source_ip'))}",
             f"   Event:      {_clean(a.get('event_name'))}" + (f" ({count} matching events)" if count > 1 else ""),
             f"   Time:       {_when(a.get('first_event_time'))}",
-            f"   Link:       {base}/trailhouse/events/{urllib.parse.quote(event_id, safe='')}",
+            f"   Link:       {base}/trailhouse{event_link(event_id)}",
             f"   Alert id:   {int(a['id'])}",
             "",
         ]

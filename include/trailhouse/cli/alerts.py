@@ -26,7 +26,8 @@ def register(sub: Any) -> None:
     for name, status in (("ack", "acknowledged"), ("resolve", "resolved"), ("reopen", "open")):
         p = al.add_parser(name, help=f"mark an alert {status}")
         p.add_argument("id", type=int)
-        p.add_argument("--as", dest="actor", required=True)
+        p.add_argument("--as", dest="actor", required=True,
+                       help="the trailhouse user acting: an owner of the alert's account, or an administrator")
         p.set_defaults(func=cmd_alerts_status, status=status)
 
 
@@ -55,7 +56,8 @@ def cmd_alerts_show(args: argparse.Namespace) -> int:
 def cmd_alerts_status(args: argparse.Namespace) -> int:
     from trailhouse.alerting import alerts
 
-    context.actor(args.dep, args.actor)  # any role may change an alert's status; no role, no access
-    alert = alerts.set_status(args.dep.engine, args.id, args.status, by=args.actor)
+    # Owners change only alerts of their own accounts, administrators any; no role, no access.
+    actor = context.actor(args.dep, args.actor)
+    alert = alerts.set_status(args.dep.engine, args.id, args.status, actor=actor)
     print(f"alert {alert['id']} is {alert['status']} (by {alert['status_by']} at {output.cell(alert['status_at'])})")
     return 0

@@ -21,7 +21,17 @@ from trailhouse.common import Severity
 from trailhouse.deployment import Deployment
 from trailhouse.ingest import records
 from trailhouse.web import data, search
-from trailhouse.web.deps import CSRF, NO_NUL, AlertFilters, CallerDep, DeploymentDep, FilterParams, Page, PageSize
+from trailhouse.web.deps import (
+    CSRF,
+    HEAVY,
+    NO_NUL,
+    AlertFilters,
+    CallerDep,
+    DeploymentDep,
+    FilterParams,
+    Page,
+    PageSize,
+)
 
 router = APIRouter(tags=["api"])
 
@@ -29,6 +39,8 @@ AlertId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 RuleId = Annotated[str, Path(max_length=128, pattern=NO_NUL)]
 EventId = Annotated[str, Path(max_length=256, pattern=NO_NUL)]
 Day = Annotated[str | None, Query(alias="date", max_length=10, description="the event's date (YYYY-MM-DD): a faster lookup")]
+EventIdQuery = Annotated[str, Query(alias="id", min_length=1, max_length=256, pattern=NO_NUL,
+                                    description="the event id, any characters (slashes, CR/LF, ...)")]
 assert set(SEVERITIES) == set(Severity.__args__)  # type: ignore[attr-defined]
 
 
@@ -67,7 +79,8 @@ def list_events(caller: CallerDep, dep: DeploymentDep, params: FilterParams, pag
             "events": result.rows}
 
 
-@router.get("/events/summary", summary="Counts by account, region, service, event name, principal, source IP; events over time")
+@router.get("/events/summary", summary="Counts by account, region, service, event name, principal, source IP; events over time",
+            dependencies=HEAVY)
 def events_summary(caller: CallerDep, dep: DeploymentDep, params: FilterParams) -> dict[str, Any]:
     f = _filters(params)
     with search.events_connection(dep.warehouse) as con:
@@ -123,7 +136,7 @@ def _json_chunks(table: Any) -> Iterator[str]:
 
 @router.get("/events/export", summary="The current search as a CSV or JSON download (newest first)",
             response_class=StreamingResponse,
-            responses={200: {"content": {"text/csv": {}, "application/json": {}}}})
+            responses={200: {"content": {"text/csv": {}, "application/json": {}}}}, dependencies=HEAVY)
 def export_events(caller: CallerDep, dep: DeploymentDep, params: FilterParams,
                   format: Annotated[Literal["csv", "json"], Query(description="csv or json")] = "csv") -> StreamingResponse:
     f = _filters(params)
@@ -150,9 +163,17 @@ def event_or_404(dep: Deployment, caller: Any, event_id: str, day: str | None) -
     return row
 
 
+@router.get("/event", summary="One event by an id given as `?id=`: any id, also one with a slash or CR/LF")
+def get_event_by_query(caller: CallerDep, dep: DeploymentDep, event_id: EventIdQuery, day: Day = None) -> dict[str, Any]:
+    return event_view(event_or_404(dep, caller, event_id, day))
+
+
 @router.get("/events/{event_id}", summary="One event: the original CloudTrail record and related searches")
 def get_event(caller: CallerDep, dep: DeploymentDep, event_id: EventId, day: Day = None) -> dict[str, Any]:
-    row = event_or_404(dep, caller, event_id, day)
+    return event_view(event_or_404(dep, caller, event_id, day))
+
+
+def event_view(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "event_id": row["event_id"], "event_date": row["event_date"], "account_id": row["account_id"],
         "mav": row["mav"], "source_key": row["source_key"], "ingested_at": row["ingested_at"],
@@ -183,11 +204,12 @@ def get_alert(caller: CallerDep, dep: DeploymentDep, alert_id: AlertId) -> dict[
     return {"alert": alert, **behind}
 
 
-@router.post("/alerts/{alert_id}/status", summary="Acknowledge, resolve or reopen an alert (who and when recorded)",
+@router.post("/alerts/{alert_id}/status",
+             summary="Acknowledge, resolve or reopen an alert (who and when recorded); owners: their accounts' alerts",
              dependencies=CSRF)
 def set_alert_status(caller: CallerDep, dep: DeploymentDep, alert_id: AlertId, body: StatusIn) -> dict[str, Any]:
     with domain_errors():
-        return alerts.set_status(dep.engine, alert_id, body.status, by=caller.username)
+        return alerts.set_status(dep.engine, alert_id, body.status, actor=caller.actor)
 
 
 # --- rules ----------------------------------------------------------------------------------
@@ -245,7 +267,7 @@ def create_rule(caller: CallerDep, dep: DeploymentDep, body: RuleIn) -> dict[str
 
 
 @router.post("/rules/preview", summary="Run a condition over the last 24 hours of the caller's events; saves nothing",
-             dependencies=CSRF)
+             dependencies=[*CSRF, *HEAVY])
 def preview_rule(caller: CallerDep, dep: DeploymentDep, body: PreviewIn) -> dict[str, Any]:
     with domain_errors():
         p = data.preview(dep, caller, body.condition, body.accounts)

@@ -11,7 +11,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from trailhouse.web import api, pages, render
 from trailhouse.web.auth import COOKIE_NAME, AuthError, AuthMiddleware, SecurityHeaders
-from trailhouse.web.search import BadFilter
+from trailhouse.web.limits import RETRY_AFTER_SECONDS, BodyLimit
+from trailhouse.web.search import BadFilter, Busy
 
 DESCRIPTION = """
 The CloudTrail events report, alerts, rules and MAV status of trailhouse.
@@ -60,6 +61,10 @@ def create_app() -> FastAPI:
     async def _bad_filter(request: Request, exc: BadFilter) -> Response:
         return render.error(request, 400, str(exc))
 
+    @app.exception_handler(Busy)
+    async def _busy(request: Request, exc: Busy) -> Response:
+        return render.error(request, 503, str(exc), headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         return render.error(request, exc.status_code, _message(exc.detail), headers=getattr(exc, "headers", None))
@@ -68,7 +73,9 @@ def create_app() -> FastAPI:
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
         return render.error(request, 422 if render.is_api(request) else 400, _validation_message(exc))
 
-    # Outermost first: security headers on every answer, including the 401/403 of AuthMiddleware.
+    # Outermost last: security headers on every answer, including the 401/403 of AuthMiddleware
+    # and the 413 of BodyLimit, which refuses an oversized body before anything reads it.
     app.add_middleware(AuthMiddleware)
+    app.add_middleware(BodyLimit)
     app.add_middleware(SecurityHeaders)
     return app

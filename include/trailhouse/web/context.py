@@ -62,5 +62,8 @@ def deployment(request: Request) -> Deployment:
     state = request.app.state
     dep = getattr(state, "deployment", None)
     if dep is None:
+        from trailhouse.web import search
+
         dep = state.deployment = Deployment()
+        search.configure(dep.settings.web)  # the events queries' limits, from the same settings
     return dep

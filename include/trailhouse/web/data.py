@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -159,10 +160,26 @@ def preview(dep: Deployment, caller: Caller, condition: str, accounts: list[str]
     rule = rules.Rule(id="preview.rule", title="preview", severity="info", condition=condition, builtin=False,
                       scope_accounts=sorted(allowed) if allowed else [])
     rcon = rules.connect(table)
+    # The condition's run shares the request's time budget: an interrupt stops it (TooBig).
+    fired = threading.Event()
+
+    def stop() -> None:
+        fired.set()
+        rcon.interrupt()
+
+    timer = threading.Timer(search.LIMITS.seconds, stop)
+    timer.daemon = True
+    timer.start()
     try:
         result = rules.evaluate(rcon, [rule]) if allowed is None or allowed else rules.Evaluation()
     finally:
+        timer.cancel()
+        timer.join()
         rcon.close()
+    if fired.is_set():
+        raise search.TooBig(f"the condition ran longer than the server gives one preview ({search.LIMITS.seconds:g} s, "
+                            "TRAILHOUSE_WEB_QUERY_SECONDS): name the event_source or event_name it is about, "
+                            "or fewer accounts")
     if result.errors:
         raise ValueError(f"the condition failed on the events: {result.errors[rule.id]}")
     matched = sorted((m.event for m in result.matches),

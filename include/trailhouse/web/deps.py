@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated, TypedDict
 
 from fastapi import Depends, Query
@@ -9,12 +10,22 @@ from fastapi import Depends, Query
 from trailhouse.deployment import Deployment
 from trailhouse.web.auth import Caller, caller, check_csrf
 from trailhouse.web.context import deployment
+from trailhouse.web.limits import heavy_slot
 
 NO_NUL = r"^[^\x00]*$"
 Text = Annotated[str | None, Query(max_length=256, pattern=NO_NUL)]
 CallerDep = Annotated[Caller, Depends(caller)]
 DeploymentDep = Annotated[Deployment, Depends(deployment)]
 CSRF = [Depends(check_csrf)]
+
+
+def heavy_request(caller: CallerDep, dep: DeploymentDep) -> Iterator[None]:
+    """A summary, export or rule preview: at most `TRAILHOUSE_WEB_HEAVY_PER_USER` per user at once (429)."""
+    with heavy_slot(caller.username, dep.settings.web.heavy_per_user):
+        yield
+
+
+HEAVY = [Depends(heavy_request)]
 
 
 def event_filter_params(

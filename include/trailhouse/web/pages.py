@@ -16,9 +16,19 @@ from trailhouse.common import principal_of
 from trailhouse.deployment import Deployment
 from trailhouse.ingest import records
 from trailhouse.web import data, render, search
-from trailhouse.web.api import AlertId, Day, EventId, RuleId, event_or_404
+from trailhouse.web.api import AlertId, Day, EventId, EventIdQuery, RuleId, event_or_404
 from trailhouse.web.chart import bar_chart
-from trailhouse.web.deps import CSRF, NO_NUL, AlertFilters, CallerDep, DeploymentDep, FilterParams, Page, PageSize
+from trailhouse.web.deps import (
+    CSRF,
+    HEAVY,
+    NO_NUL,
+    AlertFilters,
+    CallerDep,
+    DeploymentDep,
+    FilterParams,
+    Page,
+    PageSize,
+)
 
 router = APIRouter(tags=["pages"], default_response_class=HTMLResponse)
 
@@ -69,7 +79,8 @@ def events_page(request: Request, caller: CallerDep, dep: DeploymentDep, params:
     }, status_code=400 if ctx["problem"] else 200)
 
 
-@router.get("/events/summary", summary="Summary of the filtered events: top values and events over time")
+@router.get("/events/summary", summary="Summary of the filtered events: top values and events over time",
+            dependencies=HEAVY)
 def summary_page(request: Request, caller: CallerDep, dep: DeploymentDep, params: FilterParams) -> Response:
     ctx = _filter_context(request, dep, caller, params)
     summary = None
@@ -86,9 +97,18 @@ def summary_page(request: Request, caller: CallerDep, dep: DeploymentDep, params
     }, status_code=400 if ctx["problem"] else 200)
 
 
+@router.get("/event", summary="One event by an id given as `?id=`: any id (the links of ids a path cannot carry)")
+def event_page_by_query(request: Request, caller: CallerDep, dep: DeploymentDep, event_id: EventIdQuery,
+                        day: Day = None) -> Response:
+    return _event_page(request, event_or_404(dep, caller, event_id, day))
+
+
 @router.get("/events/{event_id}", summary="One event: the whole original record and related searches")
 def event_page(request: Request, caller: CallerDep, dep: DeploymentDep, event_id: EventId, day: Day = None) -> Response:
-    row = event_or_404(dep, caller, event_id, day)
+    return _event_page(request, event_or_404(dep, caller, event_id, day))
+
+
+def _event_page(request: Request, row: dict[str, Any]) -> Response:
     record = records.rebuild(row)
     related = [(label, search.to_params(f)) for label, f in search.related(row).items()]
     return render.page(request, "event.html", {
@@ -143,7 +163,9 @@ def alert_status_form(request: Request, caller: CallerDep, dep: DeploymentDep, a
                       back: Annotated[str, Form(max_length=2048)] = "",
                       csrf_token: Annotated[str, Form(max_length=128)] = "") -> Response:
     try:
-        alerts.set_status(dep.engine, alert_id, status, by=caller.username)
+        alerts.set_status(dep.engine, alert_id, status, actor=caller.actor)
+    except Forbidden as exc:
+        raise HTTPException(403, str(exc)) from None
     except LookupError:
         raise HTTPException(404, f"no alert {alert_id}") from None
     except ValueError as exc:
@@ -200,7 +222,7 @@ def new_rule_page(request: Request, caller: CallerDep) -> Response:
     return _rule_form(request, caller, rule=None, values=values)
 
 
-@router.post("/rules/new", summary="Preview or save a new custom rule (form)", dependencies=CSRF)
+@router.post("/rules/new", summary="Preview or save a new custom rule (form)", dependencies=[*CSRF, *HEAVY])
 def new_rule_submit(request: Request, caller: CallerDep, dep: DeploymentDep,
                     rule_id: Annotated[str, Form(max_length=128, pattern=NO_NUL)] = "",
                     title: FormText = "", severity: Annotated[str, Form(max_length=16)] = "medium",
@@ -245,7 +267,8 @@ def rule_page(request: Request, caller: CallerDep, dep: DeploymentDep, rule_id: 
     return _rule_form(request, caller, rule=rule, values=_values_of(rule))
 
 
-@router.post("/rules/{rule_id}", summary="Preview or save changes to a custom rule (form)", dependencies=CSRF)
+@router.post("/rules/{rule_id}", summary="Preview or save changes to a custom rule (form)",
+             dependencies=[*CSRF, *HEAVY])
 def rule_submit(request: Request, caller: CallerDep, dep: DeploymentDep, rule_id: RuleId,
                 title: FormText = "", severity: Annotated[str, Form(max_length=16)] = "medium",
                 condition: Annotated[str, Form(max_length=4000, pattern=NO_NUL)] = "",

@@ -6,12 +6,13 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from trailhouse.common import event_link
 from trailhouse.web import MOUNT_PATH
 from trailhouse.web.context import auth_manager, current_caller
 
@@ -79,9 +80,8 @@ def short_source(value: str | None) -> str:
 
 
 def event_url(root_path: str, row: dict[str, Any]) -> str:
-    """The event page of a row (with its date, so the lookup reads one partition)."""
-    day = row.get("event_date")
-    return f"{root_path}/events/{quote(str(row['event_id']), safe='')}" + qs(date=day.isoformat() if day else None)
+    """The event page of a row (with its date, so the lookup reads one partition); any id opens."""
+    return root_path + event_link(str(row["event_id"]), row.get("event_date"))
 
 
 def first_upper(text: str) -> str:
@@ -103,7 +103,8 @@ def page(request: Request, name: str, context: dict[str, Any], *, status_code: i
 
 
 TITLES = {400: "Bad request", 401: "Log in to use trailhouse", 403: "Not allowed", 404: "Not found",
-          405: "Method not allowed", 422: "Bad request"}
+          405: "Method not allowed", 413: "Request too large", 422: "Bad request", 429: "Too many requests at once",
+          503: "Busy"}
 
 
 def error(request: Request, status_code: int, message: str, *, headers: dict[str, str] | None = None) -> Response:

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import atexit
 import json
+import os
 import queue
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trailhouse.alerting.rules import DERIVED
@@ -233,12 +235,40 @@ def build_where(f: Filters, scope: frozenset[str] | None, *, remote: bool = Fals
 
 
 # Opening a DuckDB database costs ~25 ms, more than a filtered page: finished requests hand
-# theirs back to this pool. A connection is used by one request at a time, so its view and
-# temporary tables never collide with another's.
+# theirs back to this pool. A connection is used by one request at a time, so its view
+# never collides with another's.
 _POOL: queue.LifoQueue[Any] = queue.LifoQueue()
 _POOL_SIZE = 8
 _OPEN: set[Any] = set()
 _OPEN_LOCK = threading.Lock()
+
+
+class TooBig(BadFilter):
+    """An events query that ran past its time budget (and was interrupted): narrow the search."""
+
+
+class Busy(RuntimeError):
+    """Every query slot stayed taken while this request waited for one."""
+
+
+@dataclass
+class _Limits:
+    seconds: float = 30.0
+    memory: str = "192MB"
+    slots: int = 4
+    gate: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(4))
+
+
+LIMITS = _Limits()
+
+
+def configure(limits: Any) -> None:
+    """The web server's limits (`settings.WebLimits`): each events query's time budget and
+    DuckDB memory, and how many run at once (their memory times this bounds the server's)."""
+    global LIMITS
+    if (limits.query_seconds, limits.query_memory, limits.queries) != (LIMITS.seconds, LIMITS.memory, LIMITS.slots):
+        LIMITS = _Limits(float(limits.query_seconds), str(limits.query_memory), int(limits.queries),
+                         threading.BoundedSemaphore(int(limits.queries)))
 
 
 @atexit.register
@@ -259,28 +289,69 @@ def _discard(con: Any) -> None:
     con.close()
 
 
+def too_big_message(seconds: float) -> str:
+    return (f"this search reads more than the server gives one request ({seconds:g} s, "
+            "TRAILHOUSE_WEB_QUERY_SECONDS): narrow the time range or add filters (account, event name, ...)")
+
+
 @contextmanager
 def events_connection(warehouse: Warehouse) -> Iterator[Any]:
-    """A DuckDB connection where `cloudtrail_events` is the warehouse table's current version, times in UTC."""
+    """A DuckDB connection where `cloudtrail_events` is the warehouse table's current version, times in UTC.
+
+    Bounded: at most `LIMITS.slots` of these are in use at once (others wait for a turn, up
+    to the time budget: then Busy), each within `LIMITS.memory` of DuckDB memory, and the
+    queries of the block are interrupted after `LIMITS.seconds` (TooBig, naming the fix).
+    """
     import duckdb
 
+    limits = LIMITS
+    if not limits.gate.acquire(timeout=limits.seconds):
+        raise Busy("the server is running as many searches as it may at once: try again in a few seconds")
     try:
-        con = _POOL.get_nowait()
-    except queue.Empty:
-        con = duckdb.connect()
-        con.execute("SET TimeZone = 'UTC'")
-        with _OPEN_LOCK:
-            _OPEN.add(con)
-    done = False
-    try:
-        warehouse.duckdb(connection=con)
-        yield con
-        done = True
+        try:
+            con = _POOL.get_nowait()
+        except queue.Empty:
+            con = duckdb.connect(config={"temp_directory": _spill_dir()})
+            con.execute("SET TimeZone = 'UTC'")
+            with _OPEN_LOCK:
+                _OPEN.add(con)
+        con.execute(f"SET memory_limit = '{limits.memory}'")
+        fired = threading.Event()
+
+        def stop() -> None:
+            fired.set()
+            con.interrupt()
+
+        timer = threading.Timer(limits.seconds, stop)
+        timer.daemon = True
+        done = False
+        try:
+            warehouse.duckdb(connection=con)
+            timer.start()
+            try:
+                yield con
+            except duckdb.InterruptException:
+                raise TooBig(too_big_message(limits.seconds)) from None
+            except duckdb.OutOfMemoryException:
+                raise TooBig(f"this search needs more memory than the server gives one request ({limits.memory}, "
+                             "TRAILHOUSE_WEB_QUERY_MEMORY): narrow the time range or add filters") from None
+            done = True
+        finally:
+            timer.cancel()
+            if timer.ident is not None:
+                timer.join()
+            if done and not fired.is_set() and _POOL.qsize() < _POOL_SIZE:
+                _POOL.put(con)
+            else:  # after a failure or an interrupt, or with enough idle ones: start clean next time
+                _discard(con)
     finally:
-        if done and _POOL.qsize() < _POOL_SIZE:
-            _POOL.put(con)
-        else:  # after a failure, or with enough idle ones: start clean next time
-            _discard(con)
+        limits.gate.release()
+
+
+def _spill_dir() -> str:
+    import tempfile
+
+    return str(Path(tempfile.gettempdir()) / f"trailhouse-web-duckdb-{os.getpid()}")
 
 
 def _select(columns: tuple[str, ...]) -> str:
@@ -384,30 +455,51 @@ class Summary:
 
 
 def summary(con: Any, f: Filters, scope: frozenset[str] | None, *, remote: bool = False) -> Summary:
-    """Counts by account, region, service, event name, principal and source IP, and events over time."""
+    """Counts by account, region, service, event name, principal and source IP, and events over time.
+
+    One scan of the range and one GROUPING SETS aggregate: memory grows with the distinct
+    values of the dimensions, never with the rows of the range (nothing is copied), and
+    only each dimension's top values leave DuckDB.
+    """
     where, params = build_where(f, scope, remote=remote)
-    # One scan of the range into a small temporary table; the group-bys read that.
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _summary AS SELECT event_time, account_id, region, event_source, event_name, "
-        f"{PRINCIPAL_SQL} AS principal, source_ip_address, error_code FROM cloudtrail_events WHERE {where}", params)
-    total, errors = con.execute("SELECT count(*), count(error_code) FROM _summary").fetchone()
-    top: dict[str, list[tuple[str | None, int]]] = {}
-    for label, column in SUMMARY_DIMENSIONS.items():
-        top[label] = [tuple(r) for r in con.execute(
-            f"SELECT {column}, count(*) AS n FROM _summary GROUP BY 1 ORDER BY n DESC, 1 LIMIT {TOP_N}").fetchall()]
     size = bucket_seconds(f.start, f.end)
     origin = datetime(1970, 1, 1, tzinfo=UTC)
-    counts = dict(con.execute(
-        "SELECT time_bucket(to_seconds($size), event_time, $origin) AS b, count(*) FROM _summary GROUP BY 1",
-        {"size": size, "origin": origin}).fetchall())
+    columns = [*SUMMARY_DIMENSIONS.values(), "_bucket"]
+    sets = ", ".join(f"({c})" for c in columns) + ", ()"
+    everything = (1 << len(columns)) - 1  # grouping(...) of the () set: every column aggregated
+    series_set = everything ^ 1  # only _bucket grouped
+    select = ", ".join(f"{PRINCIPAL_SQL} AS principal" if c == "principal" else c for c in SUMMARY_DIMENSIONS.values())
+    params.update(size=size, origin=origin)
+    rows = con.execute(
+        f"""SELECT grouping({', '.join(columns)}) AS g, coalesce({', '.join(columns[:-1])}) AS v, _bucket,
+                   count(*) AS n, count(error_code) AS e
+            FROM (SELECT {select}, error_code,
+                         time_bucket(to_seconds($size), event_time, $origin) AS _bucket
+                  FROM cloudtrail_events WHERE {where})
+            GROUP BY GROUPING SETS ({sets})
+            QUALIFY g IN ({everything}, {series_set})
+                 OR row_number() OVER (PARTITION BY g ORDER BY n DESC, v NULLS LAST) <= {TOP_N}""",
+        params).fetchall()
+    masks = {everything ^ (1 << (len(columns) - 1 - i)): label for i, label in enumerate(SUMMARY_DIMENSIONS)}
+    total = errors = 0
+    top: dict[str, list[tuple[str | None, int]]] = {label: [] for label in SUMMARY_DIMENSIONS}
+    counts: dict[datetime, int] = {}
+    for g, value, bucket, n, e in rows:
+        if g == everything:
+            total, errors = int(n), int(e)
+        elif g == series_set:
+            counts[bucket] = int(n)
+        else:
+            top[masks[g]].append((value, int(n)))
+    for label in top:
+        top[label].sort(key=lambda vn: (-vn[1], vn[0] is None, vn[0] or ""))
     first = origin + timedelta(seconds=((f.start - origin).total_seconds() // size) * size)
     series = []
     t = first
     while t < f.end:
         series.append((t, int(counts.get(t, 0))))
         t += timedelta(seconds=size)
-    con.execute("DROP TABLE IF EXISTS _summary")
-    return Summary(int(total), int(errors), top, size, series)
+    return Summary(total, errors, top, size, series)
 
 
 # --- links around one event ---------------------------------------------------------------------

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from trailhouse.alerting import alerts, rules
+from trailhouse.alerting.roles import Actor, Forbidden
 from trailhouse.db import appdb
 
 # A built-in rule with an hourly window, so that one test day holds several periods.
@@ -50,12 +51,30 @@ def test_dedup_by_key_and_period_with_count_and_idempotent_retry(eng) -> None:  
     assert alerts.get(eng, first["id"])["count"] == 4
 
 
+ADA = Actor("ada", is_admin=True, accounts=frozenset())
+
+
 def test_lifecycle_records_who_and_when(eng) -> None:  # noqa: ANN001
     (alert_id,) = alerts.store(eng, matches(["2026-11-20T10:01:00Z"]), mav="m", run_id="r1", notify=True)
-    acked = alerts.set_status(eng, alert_id, "acknowledged", by="olivia")
+    olivia = Actor("olivia", is_admin=False, accounts=frozenset({alerts.get(eng, alert_id)["account_id"]}))
+    acked = alerts.set_status(eng, alert_id, "acknowledged", actor=olivia)
     assert (acked["status"], acked["status_by"]) == ("acknowledged", "olivia") and acked["status_at"] is not None
-    assert alerts.set_status(eng, alert_id, "resolved", by="ada")["status"] == "resolved"
+    assert alerts.set_status(eng, alert_id, "resolved", actor=ADA)["status"] == "resolved"
     with pytest.raises(ValueError):
-        alerts.set_status(eng, alert_id, "deleted", by="ada")
+        alerts.set_status(eng, alert_id, "deleted", actor=ADA)
     with pytest.raises(LookupError):
-        alerts.set_status(eng, 999, "resolved", by="ada")
+        alerts.set_status(eng, 999, "resolved", actor=ADA)
+
+
+def test_owners_change_only_alerts_of_their_own_accounts(eng) -> None:  # noqa: ANN001
+    (alert_id,) = alerts.store(eng, matches(["2026-11-20T10:01:00Z"]), mav="m", run_id="r1", notify=True)
+    account = alerts.get(eng, alert_id)["account_id"]
+    other = Actor("oscar", is_admin=False, accounts=frozenset({"999988887777"}))
+    for status in ("acknowledged", "resolved", "open"):
+        with pytest.raises(Forbidden, match=f"alert {alert_id} is about account {account}, which 'oscar' does not own"):
+            alerts.set_status(eng, alert_id, status, actor=other)
+    assert alerts.get(eng, alert_id)["status"] == "open" and alerts.get(eng, alert_id)["status_by"] is None
+    assert alerts.may_act(ADA, alerts.get(eng, alert_id)) and not alerts.may_act(other, alerts.get(eng, alert_id))
+    # An unknown alert is still "no such alert" for an owner, not a refusal that names nothing.
+    with pytest.raises(LookupError):
+        alerts.set_status(eng, 999, "resolved", actor=other)

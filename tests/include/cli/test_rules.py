@@ -119,3 +119,27 @@ def test_rules_new_writes_a_skeleton_that_passes_its_examples(th_home: Path, tmp
     assert "exists already" in capsys.readouterr().err
     assert cli.main(["rules", "new", "mine.rule", "--dir", str(tmp_path)]) == 2
     assert "trailhouse.<kebab-name>" in capsys.readouterr().err
+
+
+def test_alerts_ack_resolve_reopen_only_by_the_accounts_owners_or_admins(th_home: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from trailhouse.alerting import alerts
+    from trailhouse.deployment import Deployment
+
+    rule = next(r for r in rules.builtin_rules() if r.id == "trailhouse.sg-open-to-world")
+    found = rules.evaluate(rules.connect(rules.records_table([_event(0, WORLD)])), [rule]).matches
+    eng = Deployment().engine
+    (alert_id,) = alerts.store(eng, found, mav="m", run_id="r1", notify=True)  # account 111122223333
+    assert cli.main(["users", "grant", "oscar", "--owner", "444455556666"]) == 0
+    assert cli.main(["users", "grant", "olivia", "--owner", "111122223333"]) == 0
+    assert cli.main(["users", "grant", "ada", "--admin"]) == 0
+    capsys.readouterr()
+    for action in ("ack", "resolve", "reopen"):
+        assert cli.main(["alerts", action, str(alert_id), "--as", "oscar"]) == 2
+        assert (f"alert {alert_id} is about account 111122223333, which 'oscar' does not own"
+                in capsys.readouterr().err)
+    assert alerts.get(eng, alert_id)["status_by"] is None
+    assert cli.main(["alerts", "ack", str(alert_id), "--as", "olivia"]) == 0
+    assert f"alert {alert_id} is acknowledged (by olivia" in capsys.readouterr().out
+    assert cli.main(["alerts", "resolve", str(alert_id), "--as", "ada"]) == 0
+    assert alerts.get(eng, alert_id)["status"] == "resolved"
