@@ -49,9 +49,18 @@ def _by_id(selection: list[Rule]) -> dict:
     return {"argvalues": selection, "ids": [r.id for r in selection]}
 
 
+@pytest.fixture(scope="module")
+def example_results() -> dict[str, list[rules.ExampleResult]]:
+    """Every built-in rule's examples, evaluated as `trailhouse rules test` does (rules.test_rules)."""
+    by_rule: dict[str, list[rules.ExampleResult]] = {r.id: [] for r in RULES}
+    for res in rules.test_rules(RULES):
+        by_rule[res.rule_id].append(res)
+    return by_rule
+
+
 @pytest.mark.parametrize("rule", **_by_id(RULES))
-def test_examples(rule: Rule) -> None:
-    results = rules.test_rule(rule)
+def test_examples(rule: Rule, example_results: dict[str, list[rules.ExampleResult]]) -> None:
+    results = example_results[rule.id]
     assert results, f"{rule.id}: no examples"
     failures = [
         f"{r.rule_id} / {r.example!r}: expected {'a match' if r.expected else 'no match'}, "

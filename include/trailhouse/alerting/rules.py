@@ -706,12 +706,45 @@ class ExampleResult:
 
 def test_rule(rule: Rule) -> list[ExampleResult]:
     """Run a rule against its own positive and negative examples with the production engine."""
-    results = []
-    for expected, examples in ((True, rule.tests.positive), (False, rule.tests.negative)):
-        for ex in examples:
-            recs = example_records(ex, f"{rule.id}/{ex.name}")
+    return test_rules([rule])
+
+
+def test_rules(rules: Sequence[Rule]) -> list[ExampleResult]:
+    """Every rule against its own examples, in the rules' and examples' order.
+
+    A rule without a threshold judges each event alone, so the examples of all such rules
+    are evaluated together, in one connection, and each rule's matches are attributed to
+    its own examples by event id (one DuckDB set-up for the lot instead of one per example:
+    `trailhouse rules test` of the built-in packs went from ~2 min to seconds). Threshold
+    rules count across events, so each of their examples runs alone, as does an example
+    whose event ids another example already uses, and every example of a rule that failed
+    in the shared run (so its error is the example's own).
+    """
+    cases = [(rule, expected, ex, example_records(ex, f"{rule.id}/{ex.name}"))
+             for rule in rules for expected, examples in ((True, rule.tests.positive), (False, rule.tests.negative))
+             for ex in examples]
+    shared: list[int] = []
+    seen: set[Any] = set()
+    for i, (rule, _, _, recs) in enumerate(cases):
+        ids = {r.get("eventID") for r in recs}
+        if rule.threshold is None and None not in ids and len(ids) == len(recs) and not ids & seen:
+            shared.append(i)
+            seen |= ids
+    results: dict[int, ExampleResult] = {}
+    if shared:
+        con = connect(records_table([r for i in shared for r in cases[i][3]]))
+        ev = evaluate(con, list({id(cases[i][0]): cases[i][0] for i in shared}.values()))
+        con.close()
+        fired = {(m.rule.id, m.event["event_id"]) for m in ev.matches}
+        for i in shared:
+            rule, expected, ex, recs = cases[i]
+            if rule.id not in ev.errors:
+                hit = any((rule.id, r["eventID"]) in fired for r in recs)
+                results[i] = ExampleResult(rule.id, ex.name, expected, hit)
+    for i, (rule, expected, ex, recs) in enumerate(cases):
+        if i not in results:
             con = connect(records_table(recs))
             ev = evaluate(con, [rule])
             con.close()
-            results.append(ExampleResult(rule.id, ex.name, expected, bool(ev.matches), ev.errors.get(rule.id, "")))
-    return results
+            results[i] = ExampleResult(rule.id, ex.name, expected, bool(ev.matches), ev.errors.get(rule.id, ""))
+    return [results[i] for i in range(len(cases))]

@@ -91,13 +91,12 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
 
     selected = [r for r in rulebook.all_rules(args.dep.engine) if not args.ids or r.id in args.ids]
     failed = total = 0
-    for rule in selected:
-        for res in rules.test_rule(rule):
-            total += 1
-            if not res.ok:
-                failed += 1
-                want = "fire" if res.expected else "stay quiet"
-                print(f"FAIL {rule.id}: example {res.example!r} should {want}{' - ' + res.error if res.error else ''}")
+    for res in rules.test_rules(selected):
+        total += 1
+        if not res.ok:
+            failed += 1
+            want = "fire" if res.expected else "stay quiet"
+            print(f"FAIL {res.rule_id}: example {res.example!r} should {want}{' - ' + res.error if res.error else ''}")
     without = [r.id for r in selected if r.builtin and not (r.tests.positive and r.tests.negative)]
     for rid in without:
         print(f"FAIL {rid}: a built-in rule needs positive and negative examples")

@@ -75,3 +75,26 @@ def test_threshold_counts_history_but_alerts_only_on_new_events() -> None:
     # History that overlaps the batch counts each event once.
     assert len(rules.evaluate(rules.connect(table, table), [rule]).matches) == len(
         rules.evaluate(rules.connect(table), [rule]).matches)
+
+
+def test_examples_evaluated_together_are_judged_each_on_its_own_events() -> None:
+    """rules.test_rules evaluates the examples of many rules in one connection: an event of one
+    rule's example that another rule matches must not count for that other rule's examples."""
+    from trailhouse.alerting.rules import Example, Examples, Rule
+
+    def rule(rid: str, condition: str, pos: dict, neg: dict) -> Rule:
+        return Rule(id=rid, title=rid, severity="low", condition=condition,
+                    tests=Examples(positive=[Example(name="pos", event=pos)], negative=[Example(name="neg", event=neg)]))
+
+    a = rule("t.a", "event_name = 'DeleteTrail'", {"eventName": "DeleteTrail"}, {"eventName": "StopLogging"})
+    # b matches both of a's examples' events, and a's positive matches nothing of b's negative.
+    b = rule("t.b", "event_name IN ('DeleteTrail', 'StopLogging')", {"eventName": "StopLogging"},
+             {"eventName": "CreateTrail"})
+    broken = rule("t.broken", "CAST(event_name AS INTEGER) = 1", {"eventName": "X"}, {"eventName": "Y"})
+    together = rules.test_rules([a, b, broken])
+    alone = [r for x in (a, b, broken) for r in rules.test_rules([x])]
+    assert [(r.rule_id, r.example, r.fired, bool(r.error)) for r in together] == \
+           [(r.rule_id, r.example, r.fired, bool(r.error)) for r in alone]
+    assert [(r.rule_id, r.example, r.ok) for r in together[:4]] == [
+        ("t.a", "pos", True), ("t.a", "neg", True), ("t.b", "pos", True), ("t.b", "neg", True)]
+    assert all(r.error for r in together[4:]), "a failing rule's examples carry its error"
