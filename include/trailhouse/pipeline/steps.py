@@ -130,15 +130,18 @@ def transform_step(dep: Deployment, mav: Mav, run_id: str, batch: dict[str, Any]
     """Task: parse one batch of delivery files into staged Parquet in the table's layout,
     quarantining files that cannot be read; returns the batch's result for the commit.
     """
+    from trailhouse.ingest.transform import Limits
     from trailhouse.pipeline import workers
 
     objects = [ObjectInfo(k, e, s) for k, e, s in batch["objects"]]
+    cfg = dep.settings
     result, parts = workers.transform(
         mav,
         objects,
         # straight into the table's folder, invisible until the commit adds the files
         staging_dir=dep.warehouse.table_uri,
-        threads=dep.settings.download_threads,
+        threads=cfg.download_threads,
+        limits=Limits(max_inflated_bytes=cfg.max_inflated_bytes, max_inflate_ratio=cfg.max_inflate_ratio),
     )
     quarantined = [o for o in result.outcomes if o.status == QUARANTINED]
     for o in quarantined:
