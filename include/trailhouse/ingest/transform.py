@@ -24,6 +24,8 @@ from trailhouse.warehouse.schema import ARROW_SCHEMA, COLUMNS, UTC_TS
 from trailhouse.warehouse.table import PartitionedWriter
 
 LOADED, QUARANTINED = "loaded", "quarantined"
+# In the ledger: listed by a run whose transform of it failed; the next run takes it again.
+PENDING = "pending"
 # Rows held before they are written out as a Parquet row group: bounds a worker's memory
 # whatever the batch size.
 FLUSH_ROWS = 50_000
