@@ -991,6 +991,77 @@ static PyObject *Builder_undo(Builder *b, PyObject *Py_UNUSED(ignored)) {
     Py_RETURN_NONE;
 }
 
+/* The structure of any JSON text, for records.check_structure: how deep it nests, how many
+   members its outer object has (0 if it is no object), and whether it holds a number that
+   may be out of msgspec's range (skip_number's rule). One pass, no recursion, no validation:
+   invalid JSON is left for the decoder to name. */
+static void scan_structure(const char *p, const char *end, int64_t *max_depth, int64_t *members, int *big) {
+    int64_t depth = 0;
+    int object = 0;
+    const char *q = p;
+    while (q < end && (*q == ' ' || *q == '\n' || *q == '\r' || *q == '\t')) q++;
+    object = q < end && *q == '{';
+    while (p < end) {
+        char ch = *p;
+        if (ch == '"') {
+            Cur c = {p, end, 0};
+            const char *str;
+            size_t n;
+            int esc;
+            if (scan_string(&c, &str, &n, &esc) == ST_OK) {
+                p = c.p; /* sixteen bytes at a time */
+            } else { /* invalid: step over it as a reader would */
+                for (p++; p < end && *p != '"'; p++)
+                    if (*p == '\\' && p + 1 < end) p++;
+                if (p < end) p++;
+            }
+        } else if (ch == '{' || ch == '[') {
+            if (++depth > *max_depth) *max_depth = depth;
+            p++;
+        } else if (ch == '}' || ch == ']') {
+            if (depth > 0) depth--;
+            p++;
+        } else if (ch == ':') {
+            if (depth == 1 && object) (*members)++;
+            p++;
+        } else if (ch == '-' || (ch >= '0' && ch <= '9')) {
+            Cur c = {p, end, 0};
+            if (skip_number(&c)) {
+                *big = 1; /* or malformed: either way the exact decoder decides */
+                p++;
+                while (p < end && ((*p >= '0' && *p <= '9') || *p == '.' || *p == 'e' || *p == 'E' || *p == '+' ||
+                                   *p == '-'))
+                    p++;
+            } else {
+                p = c.p;
+            }
+        } else {
+            p++;
+        }
+    }
+}
+
+PyDoc_STRVAR(scan_doc,
+"scan(text) -> (max depth, members of the outer object, may hold a number out of range)\n\n"
+"The structure of a JSON text in one pass without recursion (records.check_structure).");
+
+static PyObject *fastjson_scan(PyObject *Py_UNUSED(module), PyObject *arg) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE)) return NULL;
+    int64_t max_depth = 0, members = 0;
+    int big = 0;
+    Py_BEGIN_ALLOW_THREADS
+    scan_structure((const char *)view.buf, (const char *)view.buf + view.len, &max_depth, &members, &big);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    return Py_BuildValue("(LLO)", (long long)max_depth, (long long)members, big ? Py_True : Py_False);
+}
+
+static PyMethodDef module_methods[] = {
+    {"scan", (PyCFunction)fastjson_scan, METH_O, scan_doc},
+    {NULL, NULL, 0, NULL},
+};
+
 static PyObject *bitmap(const Buf *bytes, int64_t rows, int *all_set) {
     PyObject *out = PyBytes_FromStringAndSize(NULL, (rows + 7) / 8);
     if (!out) return NULL;
@@ -1089,7 +1160,7 @@ static PyTypeObject BuilderType = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "trailhouse.ingest._fastjson",
-    "CloudTrail delivery files straight into Arrow column buffers (see records.py for the rules).", -1, NULL,
+    "CloudTrail delivery files straight into Arrow column buffers (see records.py for the rules).", -1, module_methods,
 };
 
 PyMODINIT_FUNC PyInit__fastjson(void) {

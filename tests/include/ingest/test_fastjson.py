@@ -261,6 +261,34 @@ def _nested(levels: int, kind: str = "array") -> bytes:
     return _wrap(json.dumps(BASE)[:-1].encode() + b', "requestParameters": ' + inner.encode() + b"}")
 
 
+_STRUCTURES = [
+    _nested(3), _nested(100), _nested(101, "object"), _nested(5000), b'{"Records": [], "a": 1, "b": [2]}', b"[]",
+    b'{"Records": [{"k": "a string with [[[ { and \\" and \\\\"}]}', b'{"Records": [{"n": 1e999}]}',
+    b'{"Records": [{"n": 0.5e-999, "m": -12.5E+3}]}', b'{"Records": [', b'{"a": "unterminated', b"]]]}}}[", b"",
+    b'{"x": "\\ud800"}', b'{"x": "\x01"}', b'{"n": 1' + b"0" * 4400 + b"}",
+]
+
+
+@pytest.mark.parametrize("text", _STRUCTURES)
+def test_the_structure_check_says_the_same_with_and_without_the_extension(
+        text: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    try:
+        valid = msgspec.json.decode(text) is not None or True
+    except (msgspec.DecodeError, RecursionError):
+        valid = False
+
+    def outcome() -> str:
+        try:
+            members = records.check_structure(text)
+        except records.BadObject as exc:
+            return str(exc)
+        return str(members) if valid else "passed on to the decoder"  # members count only for valid JSON
+
+    fast = outcome()
+    monkeypatch.setattr(records, "_fastjson", None)
+    assert outcome() == fast
+
+
 @pytest.mark.parametrize("kind", ["array", "object"])
 def test_both_paths_take_files_up_to_the_nesting_limit_and_refuse_deeper_ones_by_name(kind: str) -> None:
     # The extension and records.MAX_DEPTH say the same, counted the same way.
