@@ -29,3 +29,12 @@ def test_killed_runs_retry_to_the_fault_free_result(tmp_path: Path) -> None:
     repeats = {o.fault: o.deliveries_repeated for o in outcomes}
     assert repeats.pop("notify.after_send") == 1
     assert set(repeats.values()) == {0}
+
+
+def test_hostile_files_among_good_ones_through_a_real_run(tmp_path: Path) -> None:
+    """The suite's input table: every hostile file quarantined with its reason, every good one loaded."""
+    run = faultsuite.run_inputs(tmp_path, say=lambda _msg: None)
+    assert run.exit_code == 0
+    assert [f for f in run.files if not f.clean] == []
+    assert (run.good_loaded, run.events_loaded, run.odd_loaded) == (run.good_files, run.events_expected, run.odd_records)
+    assert run.clean

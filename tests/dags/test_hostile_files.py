@@ -13,12 +13,12 @@ import pytest
 import sqlalchemy as sa
 
 from tests.faultproxy import FaultProxy
-from tests.include.ingest.test_transform import envelope, event, hostile_files
 from trailhouse import settings
 from trailhouse.airflow_env import store_connection
 from trailhouse.config import Mav, save_mav
 from trailhouse.db import appdb
 from trailhouse.deployment import Deployment
+from trailhouse.dev.hostile import envelope, hostile_files, odd_records
 from trailhouse.dev.synth.files import late_file, write_to_s3
 from trailhouse.dev.synth.world import SynthSpec
 from trailhouse.pipeline import runs
@@ -51,11 +51,10 @@ def test_hostile_files_are_quarantined_and_a_failed_batch_does_not_hold_back_the
         return f"{folder}/{account}_CloudTrail_us-east-1_20261120T0110Z_{suffix}.json.gz"
 
     hostile = {}
-    for suffix, (body, needle) in hostile_files().items():
-        s3_admin.put_object(Bucket=BUCKET, Key=key(suffix), Body=body)
-        hostile[key(suffix)] = needle
-    # odd but loadable: an event of year 0 (no timestamp holds it) and a number beyond int64
-    odd = [event("odd-year0", "0000-01-01T00:00:00Z"), event("odd-bigint", "2026-11-20T01:00:00Z", eventName=10**30)]
+    for suffix, h in hostile_files().items():
+        s3_admin.put_object(Bucket=BUCKET, Key=key(suffix), Body=h.body)
+        hostile[key(suffix)] = h.reason
+    odd = odd_records()  # times no timestamp holds, a number beyond int64: loaded
     s3_admin.put_object(Bucket=BUCKET, Key=key("oddbutloadable1"), Body=gzip.compress(envelope(*odd)))
 
     with FaultProxy(s3_endpoint) as proxy:

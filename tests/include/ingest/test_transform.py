@@ -13,6 +13,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
+from trailhouse.dev.hostile import bomb, hostile_files
 from trailhouse.ingest import records, transform
 from trailhouse.ingest.source import LocalSource, ObjectInfo
 from trailhouse.warehouse.table import FILE_SCHEMA, read_files
@@ -304,31 +305,6 @@ def test_the_c_builder_and_the_python_path_stage_the_same_rows(bucket: Bucket, t
         assert (json.loads(extras_a) if extras_a else None) == (json.loads(extras_b) if extras_b else None)
 
 
-def bomb(inflated_mib: int) -> bytes:
-    """A gzip bomb: gzip members of 1 MiB of zeros each (about 1 KB apiece), inflating to `inflated_mib` MiB."""
-    return gzip.compress(bytes(1 << 20)) * inflated_mib
-
-
-def hostile_files() -> dict[str, tuple[bytes, str]]:
-    """{name: (object bytes, what its quarantine reason says)}: valid-looking delivery files that
-    once failed a whole batch (issue 15), and broken ones."""
-    ok = event("h-1", "2026-11-27T10:00:00Z")
-    text = envelope(ok)
-    whole = gzip.compress(envelope(*(event(f"t{i}", "2026-11-27T10:00:00Z") for i in range(50))))
-    deep = json.dumps(ok)[:-1].encode() + b', "requestParameters": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
-    return {
-        "deepnesting0001": (gzip.compress(b'{"Records": [' + deep + b"]}"), "nesting deeper than 100 levels"),
-        "duplicatekey001": (gzip.compress(text[:-1] + b', "Records": []}'), "a key given twice"),
-        "float1e999name1": (gzip.compress(text.replace(b'"GetObject"', b"1e999")), "a number out of range"),
-        "hugeintegerid01": (gzip.compress(text.replace(b'"h-1"', b"9" * 5000)), "a number out of range"),
-        "gzipbomb0000001": (bomb(64), "inflates past 16,777,216 bytes"),
-        "truncatedgzip01": (whole[: len(whole) // 2], "truncated or corrupt gzip"),
-        "notutf8text0001": (gzip.compress(text.replace(b'"h-1"', b'"h-\xff"')), "not UTF-8"),
-        "randombytes0001": (b"\x00" + random.Random(15).randbytes(2048), "not gzip and not JSON"),
-        "gzipofrandom001": (gzip.compress(random.Random(16).randbytes(2048)), "not UTF-8"),
-    }
-
-
 @pytest.mark.parametrize("path", ["builder", "python"])
 def test_hostile_files_are_quarantined_by_name_and_the_rest_of_the_batch_loads(
         bucket: Bucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: str) -> None:
@@ -336,7 +312,7 @@ def test_hostile_files_are_quarantined_by_name_and_the_rest_of_the_batch_loads(
         monkeypatch.setattr(records, "column_builder", lambda: None)
     good = {bucket.put(log_key(f"goodfile{i:07d}"), gzip.compress(envelope(event(f"g-{i}", "2026-11-27T10:00:00Z"))))
             for i in range(3)}
-    hostile = {bucket.put(log_key(name), data): needle for name, (data, needle) in hostile_files().items()}
+    hostile = {bucket.put(log_key(name), h.body): h.reason for name, h in hostile_files().items()}
     # Odd but loadable: a number beyond int64 in a string column, times no timestamp holds.
     odd = [event("big-1", "2026-11-27T10:00:00Z", eventName=10**30),
            *(event(f"y-{i}", t) for i, t in enumerate(
