@@ -304,7 +304,8 @@ def run_inputs(workdir: Path, say: Any = print) -> InputRun:
 def render_inputs(run: InputRun, command: str) -> str:
     rows = ["| object | result | quarantine reason (start) |", "|---|---|---|"]
     for f in run.files:
-        shown = f.reason.split(":")[0] if f.reason.startswith("could not") else f.reason[:90].rstrip()
+        # a backtick in the reason (msgspec quotes field names so) would end the code span
+        shown = (f.reason.split(":")[0] if f.reason.startswith("could not") else f.reason[:90].rstrip()).replace("`", "'")
         result = "quarantined" if f.clean else f"**{f.status.upper()}** (expected: quarantined, `{f.expected}`)"
         rows.append(f"| {f.what} | {result} | `{shown}{'...' if len(f.reason) > 90 else ''}` |")
     good = "all" if run.good_loaded == run.good_files else f"**only {run.good_loaded} of**"
