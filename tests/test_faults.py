@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from trailhouse.dev import faultsuite
 from trailhouse.faults import POINTS
 
@@ -29,3 +31,14 @@ def test_killed_runs_retry_to_the_fault_free_result(tmp_path: Path) -> None:
     repeats = {o.fault: o.deliveries_repeated for o in outcomes}
     assert repeats.pop("notify.after_send") == 1
     assert set(repeats.values()) == {0}
+
+
+@pytest.mark.skipif(os.environ.get("TRAILHOUSE_FAULTS") != "all",
+                    reason="make test-long: tests/dags/test_hostile_files.py runs the same files in make test")
+def test_hostile_files_among_good_ones_through_a_real_run(tmp_path: Path) -> None:
+    """The suite's input table: every hostile file quarantined with its reason, every good one loaded."""
+    run = faultsuite.run_inputs(tmp_path, say=lambda _msg: None)
+    assert run.exit_code == 0
+    assert [f for f in run.files if not f.clean] == []
+    assert (run.good_loaded, run.events_loaded, run.odd_loaded) == (run.good_files, run.events_expected, run.odd_records)
+    assert run.clean

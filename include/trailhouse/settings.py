@@ -33,6 +33,8 @@ class Settings:
     batch_bytes: int
     download_threads: int
     transform_processes: int
+    max_inflated_bytes: int
+    max_inflate_ratio: int
     owners_file: Path
     base_url: str
     fault: str | None
@@ -65,6 +67,9 @@ def load() -> Settings:
         download_threads=int(os.environ.get("TRAILHOUSE_DOWNLOAD_THREADS", 64)),
         # Worker processes `trailhouse run` spreads each batch over (0: every usable core).
         transform_processes=int(os.environ.get("TRAILHOUSE_TRANSFORM_PROCESSES", 0)),
+        # What one delivery file may inflate to (ingest.records.inflate_cap): past it, quarantined.
+        max_inflated_bytes=int(os.environ.get("TRAILHOUSE_MAX_INFLATED_BYTES", 256 * 1024 * 1024)),
+        max_inflate_ratio=int(os.environ.get("TRAILHOUSE_MAX_INFLATE_RATIO", 100)),
         owners_file=Path(os.environ.get("TRAILHOUSE_OWNERS_FILE", home / "owners.yaml")),
         # Where people open trailhouse: alert e-mails and messages link to its pages.
         base_url=os.environ.get("TRAILHOUSE_BASE_URL", "http://localhost:8080").rstrip("/"),

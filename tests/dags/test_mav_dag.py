@@ -171,3 +171,9 @@ def test_a_failed_run_says_why(th_home: Path, airflow_db: None, tmp_path: Path,
     out = capsys.readouterr().out
     assert "FAILED tasks: validate_access" in out
     assert "no-such-folder does not exist" in out and "--path" in out
+    # commit runs after failed transforms (trigger rule all_done), but not without discover's
+    # batches: it is skipped and does not record the run as a success over its failure
+    from trailhouse.db import appdb
+
+    (run,) = appdb.latest_runs(Deployment().engine, "gone", 1)
+    assert run["status"] == "failed" and run["message"].startswith("validate_access: ")

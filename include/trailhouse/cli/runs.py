@@ -103,8 +103,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     with eng.connect() as conn:
         quarantined = conn.execute(sa.select(sa.func.count()).where(
             led.c.mav == mav.name, led.c.status == "quarantined")).scalar()
+        pending = conn.execute(sa.select(sa.func.count()).where(led.c.mav == mav.name, led.c.status == "pending")).scalar()
     if args.json:
-        print(json.dumps({"mav": mav.name, "runs": runs, "lag": lag, "quarantined_total": quarantined}, default=str))
+        print(json.dumps({"mav": mav.name, "runs": runs, "lag": lag, "quarantined_total": quarantined,
+                          "pending_total": pending}, default=str))
         return 0
     cols = ["run_id", "status", "objects_found", "objects_loaded", "objects_quarantined", "events_loaded",
             "duplicates_dropped", "list_calls", "get_calls", "bytes"]
@@ -113,6 +115,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"delivery-to-load lag of the latest run: median {timedelta(seconds=int(lag['median_seconds']))}, "
               f"max {timedelta(seconds=int(lag['max_seconds']))}")
     print(f"objects in quarantine: {quarantined}")
+    if pending:
+        print(f"objects pending (an earlier transform failed; the next run loads them): {pending}")
     return 0
 
 

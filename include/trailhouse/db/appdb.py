@@ -28,6 +28,7 @@ ledger = sa.Table(
     # CloudTrail (log file), CloudTrail-Digest, CloudTrail-Insight
     sa.Column("kind", sa.String(32), nullable=False),
     # loaded | quarantined | recorded (digest and Insights files, kept for integrity checks)
+    # | pending (its transform failed: the next run loads it again)
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("events", sa.Integer, nullable=False, default=0),
     sa.Column("reason", sa.Text, nullable=False, default=""),
@@ -343,6 +344,13 @@ def inbox_drop(eng: sa.Engine, mav: str, keys: Iterable[str]) -> None:
     with eng.begin() as conn:
         for chunk in chunks(list(keys), 500):
             conn.execute(discovery_inbox.delete().where(discovery_inbox.c.mav == mav, discovery_inbox.c.key.in_(chunk)))
+
+
+def pending_objects(eng: sa.Engine, mav: str) -> list[tuple[str, str, int]]:
+    """(key, etag, size) of the MAV's ledger entries left `pending` by a failed transform."""
+    q = sa.select(ledger.c.key, ledger.c.etag, ledger.c.size).where(ledger.c.mav == mav, ledger.c.status == "pending")
+    with eng.connect() as conn:
+        return [(k, e, int(n)) for k, e, n in conn.execute(q.order_by(ledger.c.key))]
 
 
 def ledger_entries(eng: sa.Engine, mav: str, keys: Iterable[str]) -> dict[str, tuple[str, str]]:

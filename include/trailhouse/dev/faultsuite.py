@@ -1,4 +1,5 @@
-"""The fault-injection suite: kill a MAV run at every step, retry it, compare with a fault-free run.
+"""The fault-injection suite: kill a MAV run at every step, retry it, compare with a fault-free run;
+and hostile input files (trailhouse.dev.hostile) mixed with good ones through one real run.
 
 `python -m trailhouse.dev.faultsuite --out docs/reliability.md` writes the table; `make test` runs
 the same scenarios (tests/test_faults.py). Each run is a real `trailhouse run` process: a
@@ -218,6 +219,112 @@ def _expire_leases(lab: Lab, scenario: str) -> None:
         eng.dispose()
 
 
+@dataclass
+class InputOutcome:
+    """One hostile file of trailhouse.dev.hostile after a real run over a bucket that also holds good files."""
+    name: str
+    what: str
+    status: str  # its ledger status: quarantined, as expected
+    reason: str
+    expected: str  # what the reason must say
+
+    @property
+    def clean(self) -> bool:
+        return self.status == "quarantined" and self.expected in self.reason
+
+
+@dataclass
+class InputRun:
+    files: list[InputOutcome]
+    exit_code: int
+    good_files: int
+    good_loaded: int
+    events_expected: int  # the good files' events and the odd records
+    events_loaded: int
+    odd_loaded: int
+    odd_records: int
+
+    @property
+    def clean(self) -> bool:
+        return (self.exit_code == 0 and self.good_loaded == self.good_files and self.events_loaded == self.events_expected
+                and self.odd_loaded == self.odd_records and all(f.clean for f in self.files))
+
+
+def run_inputs(workdir: Path, say: Any = print) -> InputRun:
+    """The lab's bucket plus every hostile file (and a file of odd but loadable records) in one of
+    its day folders, through one real `trailhouse run`: the good files must all load, each hostile
+    one be quarantined with its reason, and the run succeed."""
+    import gzip
+
+    import sqlalchemy as sa
+
+    from trailhouse.db import appdb
+    from trailhouse.deployment import Deployment
+    from trailhouse.dev.hostile import envelope, hostile_files, odd_records
+    from trailhouse.dev.servers import smtp_server
+
+    lab = Lab(workdir)
+    sample = min(p for p in lab.bucket.rglob("*_CloudTrail_*.json.gz"))
+    folder, account = sample.parent, sample.name.split("_", 1)[0]
+    stamp = sample.name.split("_")[3]  # delivered like the lab's own files: inside the run's window
+
+    def put(suffix: str, body: bytes) -> str:
+        path = folder / f"{account}_CloudTrail_us-east-1_{stamp}_{suffix}.json.gz"
+        path.write_bytes(body)
+        return path.relative_to(lab.bucket).as_posix()
+
+    hostile = hostile_files()
+    keys = {name: put(name, h.body) for name, h in hostile.items()}
+    odd = odd_records()
+    odd_key = put("oddbutloadable1", gzip.compress(envelope(*odd)))
+    with smtp_server() as (port, _mailbox):
+        lab.setup(port)
+        t0 = time.monotonic()
+        rc = lab.run("inputs", AT)
+    with _env(lab.env("inputs")):
+        dep = Deployment()
+        led = appdb.ledger.c
+        with dep.engine.connect() as conn:
+            ledger = {k: (st, r) for k, st, r in conn.execute(sa.select(led.key, led.status, led.reason))}
+        con = dep.warehouse.duckdb()
+        events = con.execute("SELECT count(*) FROM cloudtrail_events").fetchone()[0]
+        odd_loaded = con.execute("SELECT count(*) FROM cloudtrail_events WHERE source_key = $k", {"k": odd_key}).fetchone()[0]
+        dep.engine.dispose()
+    good = [k for k in ledger if "CloudTrail/" in k and k not in keys.values() and k != odd_key]
+    files = [InputOutcome(name, h.what, ledger.get(keys[name], ("missing", ""))[0], ledger.get(keys[name], ("", ""))[1],
+                          h.reason) for name, h in hostile.items()]
+    out = InputRun(files, rc, lab.written.log_files, sum(1 for k in good if ledger[k][0] == "loaded"),
+                   lab.written.unique_events + len(odd), events, odd_loaded, len(odd))
+    say(f"hostile inputs: rc={rc} good {out.good_loaded}/{out.good_files} events {events}/{out.events_expected} "
+        f"odd {odd_loaded}/{len(odd)} quarantined {sum(f.clean for f in files)}/{len(files)} "
+        f"({time.monotonic() - t0:.0f}s)")
+    return out
+
+
+def render_inputs(run: InputRun, command: str) -> str:
+    rows = ["| object | result | quarantine reason (start) |", "|---|---|---|"]
+    for f in run.files:
+        # a backtick in the reason (msgspec quotes field names so) would end the code span
+        shown = (f.reason.split(":")[0] if f.reason.startswith("could not") else f.reason[:90].rstrip()).replace("`", "'")
+        result = "quarantined" if f.clean else f"**{f.status.upper()}** (expected: quarantined, `{f.expected}`)"
+        rows.append(f"| {f.what} | {result} | `{shown}{'...' if len(f.reason) > 90 else ''}` |")
+    good = "all" if run.good_loaded == run.good_files else f"**only {run.good_loaded} of**"
+    summary = (f"In the same run, {good} {run.good_files} good files loaded, {run.events_loaded:,} events of "
+               f"{run.events_expected:,} expected (the good files' and {run.odd_records} odd records: times in year 0 "
+               f"and a number beyond int64, which load with the original text in `extra_fields`, "
+               f"{run.odd_loaded} loaded), and `trailhouse run` exited {run.exit_code}.")
+    return "\n".join(rows) + f"\n\n{summary}\n\nProduced by `{command}` on {datetime.now(UTC):%Y-%m-%d}.\n"
+
+
+def _replace_between(text: str, marker: str, table: str) -> str:
+    start, end = f"<!-- {marker} -->", f"<!-- /{marker} -->"
+    if start not in text:
+        return text + f"\n{start}\n{table}{end}\n"
+    before, rest = text.split(start, 1)
+    after = rest.split(end, 1)[1]
+    return f"{before}{start}\n{table}{end}{after}"
+
+
 def render(outcomes: list[Outcome], command: str) -> str:
     head = ("| fault | what happened | killed, then retried | events lost | events duplicated | alerts lost "
             "| alerts duplicated | messages lost | messages duplicated | repeated deliveries (same Message-ID) |")
@@ -236,16 +343,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help="write the table into this markdown file (between the markers)")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="trailhouse-faults-") as tmp:
-        outcomes = run_suite(Path(tmp))
-    table = render(outcomes, "python -m trailhouse.dev.faultsuite --out docs/reliability.md")
+        outcomes = run_suite(Path(tmp) / "kills")
+        inputs = run_inputs(Path(tmp) / "inputs")
+    command = "python -m trailhouse.dev.faultsuite --out docs/reliability.md"
+    table, input_table = render(outcomes, command), render_inputs(inputs, command)
     print(table)
+    print(input_table)
     if args.out:
-        text = args.out.read_text() if args.out.exists() else "<!-- fault table -->\n<!-- /fault table -->\n"
-        start, end = "<!-- fault table -->", "<!-- /fault table -->"
-        before, rest = text.split(start, 1)
-        after = rest.split(end, 1)[1]
-        args.out.write_text(f"{before}{start}\n{table}{end}{after}")
-    return 0 if all(o.clean for o in outcomes) else 1
+        text = args.out.read_text() if args.out.exists() else ""
+        text = _replace_between(text, "fault table", table)
+        args.out.write_text(_replace_between(text, "input table", input_table))
+    return 0 if all(o.clean for o in outcomes) and inputs.clean else 1
 
 
 if __name__ == "__main__":

@@ -9,8 +9,10 @@
  * It only does what it can do exactly. The Python side keeps the rules; this file mirrors
  * them for the common shapes and hands back everything else:
  *   - a whole file it does not accept (invalid JSON or UTF-8, an unexpected envelope, a
- *     \u escape of a surrogate, nesting deeper than MAX_DEPTH) -> add() returns None and the
- *     caller uses records.decode_envelope/record_to_row, which also gives the error message;
+ *     \u escape of a surrogate, nesting deeper than MAX_DEPTH counted from the file's outer
+ *     object, a top-level key given twice, a number that may be beyond a double or msgspec's
+ *     4300-digit integers) -> add() returns None and the caller uses
+ *     records.decode_envelope/record_to_row, which also gives the error message;
  *   - a record whose row needs a conversion (a number in a string column, "true" in a bool
  *     column, a non-canonical time, a missing or sha256:-looking eventID, a duplicated known
  *     key, a key with escapes) -> its index is returned and the caller converts that record
@@ -31,7 +33,12 @@
 #include <emmintrin.h> /* baseline on x86-64; other CPUs take the 8-byte path */
 #endif
 
-#define MAX_DEPTH 256
+/* records.MAX_DEPTH: objects and arrays in one another, the file's outer object being 1 */
+#define MAX_DEPTH 100
+/* top-level keys compared for duplicates; a file with more goes to Python, which compares all */
+#define MAX_TOP_KEYS 16
+/* msgspec decodes integers of up to 4300 digits (Python's int/str limit) */
+#define MAX_INT_DIGITS 4300
 #define MAX_COLUMNS 64
 
 enum { K_STR = 0, K_BOOL = 1, K_MFA = 2, K_TIME = 3, K_JSON = 4 };
@@ -177,6 +184,11 @@ typedef struct {
     char boolean;
 } Slot;
 
+/* The lengths of a column's buffers: where to cut them back to. */
+typedef struct {
+    size_t data, offsets, valid;
+} Mark;
+
 typedef struct {
     PyObject_HEAD
     Node *root;
@@ -188,6 +200,10 @@ typedef struct {
     Buf scratch; /* unescaped strings of the current record */
     Buf extras;  /* extra_fields of the current record, without the braces */
     int64_t rows;
+    /* the state before the last add() that took rows, for undo() */
+    Mark undo_marks[MAX_COLUMNS + 1];
+    int64_t undo_rows;
+    int can_undo;
 } Builder;
 
 /* ---------------------------------------------------------------- parsing */
@@ -361,27 +377,74 @@ static int next_item(Cur *c, char close) {
     return ST_BAD;
 }
 
+/* Whether the number [s, end), whose first significant digit is at 10^308, may be past DBL_MAX
+   (1.7976931348623157e308, its shortest form): its significant digits compared with those.
+   No strtod: it would follow the process's locale. */
+static int past_dbl_max(const char *s, const char *end) {
+    static const char max[] = "17976931348623157";
+    int n = 0, started = 0;
+    for (; s < end && *s != 'e' && *s != 'E'; s++) {
+        if (*s < '0' || *s > '9') continue; /* the sign and the point */
+        if (!started && *s == '0') continue;
+        started = 1;
+        if (n < 17) {
+            if (*s != max[n]) return *s > max[n];
+            n++;
+        } else if (*s != '0') {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Also ST_BAD for a number msgspec may refuse ("out of range"): an integer of more than
+   MAX_INT_DIGITS digits, or a fraction/exponent form whose magnitude may pass DBL_MAX
+   (~1.8e308). Conservative: Python decides exactly (records.decode_envelope). */
 static int skip_number(Cur *c) {
     const char *p = c->p, *end = c->end;
+    int64_t int_digits = 0, lead_zeros = 0, exp = 0;
+    int is_float = 0, nonzero = 0; /* nonzero: the mantissa has a digit other than 0 */
     if (p < end && *p == '-') p++;
     if (p >= end) return ST_BAD;
     if (*p == '0') {
         p++;
     } else if (*p >= '1' && *p <= '9') {
+        const char *q = p;
         while (p < end && *p >= '0' && *p <= '9') p++;
+        int_digits = p - q;
+        nonzero = 1;
     } else {
         return ST_BAD;
     }
     if (p < end && *p == '.') {
+        is_float = 1;
         p++;
         if (p >= end || *p < '0' || *p > '9') return ST_BAD;
+        const char *q = p;
+        while (p < end && *p == '0') p++;
+        lead_zeros = p - q;
+        if (p < end && *p >= '1' && *p <= '9') nonzero = 1;
         while (p < end && *p >= '0' && *p <= '9') p++;
     }
     if (p < end && (*p == 'e' || *p == 'E')) {
+        int neg = 0;
+        is_float = 1;
         p++;
-        if (p < end && (*p == '+' || *p == '-')) p++;
+        if (p < end && (*p == '+' || *p == '-')) neg = *p++ == '-';
         if (p >= end || *p < '0' || *p > '9') return ST_BAD;
-        while (p < end && *p >= '0' && *p <= '9') p++;
+        while (p < end && *p >= '0' && *p <= '9') {
+            if (exp < 1000000) exp = exp * 10 + (*p - '0'); /* saturates: only its size matters */
+            p++;
+        }
+        if (neg) exp = -exp;
+    }
+    if (!is_float && int_digits > MAX_INT_DIGITS) return ST_BAD;
+    if (is_float && nonzero) {
+        /* the decimal exponent of the first significant digit: from 309 on always past DBL_MAX,
+           at 308 past it or not (past_dbl_max says) */
+        int64_t e10 = (int_digits ? int_digits - 1 : -lead_zeros - 1) + exp;
+        if (e10 > 308) return ST_BAD;
+        if (e10 == 308 && past_dbl_max(c->p, p)) return ST_BAD;
     }
     c->p = p;
     return ST_OK;
@@ -610,10 +673,6 @@ static int parse_object(Builder *b, Cur *c, const Node *node, int *moved, int *i
 
 /* ----------------------------------------------------------------- rows */
 
-typedef struct {
-    size_t data, offsets, valid;
-} Mark;
-
 static int append_row(Builder *b) {
     for (int i = 0; i <= b->ncols; i++) {
         Column *col = &b->cols[i];
@@ -730,6 +789,7 @@ static int builder_start_columns(Builder *b) {
         }
     }
     b->rows = 0;
+    b->can_undo = 0;
     return 0;
 }
 
@@ -803,9 +863,11 @@ static int indices_push(Indices *x, int64_t v) {
 /* The envelope {"Records": [...]} (other keys are ignored, as records.Envelope does).
    Runs without the GIL: touches no Python object. */
 static int parse_file(Builder *b, const char *text, size_t len, Indices *left_out, int64_t *added) {
-    Cur c = {text, text + len, 0};
+    Cur c = {text, text + len, 1}; /* the outer object is level 1 */
     int64_t index = 0;
-    int seen_records = 0, r;
+    int seen_records = 0, r, nkeys = 0;
+    const char *keys[MAX_TOP_KEYS];
+    size_t keylens[MAX_TOP_KEYS];
     if (!utf8_valid((const unsigned char *)text, len)) return ST_BAD;
     ws(&c);
     if (c.p >= c.end || *c.p != '{') return ST_BAD;
@@ -816,12 +878,19 @@ static int parse_file(Builder *b, const char *text, size_t len, Indices *left_ou
         size_t keylen;
         int esc;
         if (c.p >= c.end || *c.p != '"' || scan_string(&c, &key, &keylen, &esc) || esc) return ST_BAD;
+        /* a key given twice is refused by Python: which copy counts would be a guess */
+        if (nkeys == MAX_TOP_KEYS) return ST_BAD;
+        for (int k = 0; k < nkeys; k++)
+            if (keylens[k] == keylen && memcmp(keys[k], key, keylen) == 0) return ST_BAD;
+        keys[nkeys] = key;
+        keylens[nkeys++] = keylen;
         ws(&c);
         if (c.p >= c.end || *c.p != ':') return ST_BAD;
         c.p++;
         ws(&c);
         if (keylen == 7 && memcmp(key, "Records", 7) == 0) {
             if (seen_records++ || c.p >= c.end || *c.p != '[') return ST_BAD;
+            if (++c.depth > MAX_DEPTH) return ST_BAD; /* the Records array: level 2 */
             c.p++;
             ws(&c);
             if (c.p < c.end && *c.p == ']') {
@@ -844,6 +913,7 @@ static int parse_file(Builder *b, const char *text, size_t len, Indices *left_ou
                     break;
                 }
             }
+            c.depth--;
         } else if (skip_value(&c)) {
             return ST_BAD;
         }
@@ -876,6 +946,7 @@ static PyObject *Builder_add(Builder *b, PyObject *arg) {
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&view);
     PyObject *result = NULL, *list = NULL;
+    b->can_undo = 0;
     if (r != ST_OK) {
         builder_truncate(b, marks, rows0);
         free(left_out.p);
@@ -895,9 +966,101 @@ static PyObject *Builder_add(Builder *b, PyObject *arg) {
     }
     free(left_out.p);
     if (list) result = Py_BuildValue("(LN)", (long long)added, list);
-    if (!result) builder_truncate(b, marks, rows0);
+    if (!result) {
+        builder_truncate(b, marks, rows0);
+        return NULL;
+    }
+    memcpy(b->undo_marks, marks, (size_t)(b->ncols + 1) * sizeof(Mark));
+    b->undo_rows = rows0;
+    b->can_undo = 1;
     return result;
 }
+
+PyDoc_STRVAR(undo_doc,
+"undo() -> None\n\n"
+"Drop the rows of the last add() (its file could not be loaded after all: one of the records\n"
+"it left out failed in Python). Only once per add(), and not after finish().");
+
+static PyObject *Builder_undo(Builder *b, PyObject *Py_UNUSED(ignored)) {
+    if (!b->can_undo) {
+        PyErr_SetString(PyExc_RuntimeError, "nothing to undo: undo() follows an add() that returned rows");
+        return NULL;
+    }
+    builder_truncate(b, b->undo_marks, b->undo_rows);
+    b->can_undo = 0;
+    Py_RETURN_NONE;
+}
+
+/* The structure of any JSON text, for records.check_structure: how deep it nests, how many
+   members its outer object has (0 if it is no object), and whether it holds a number that
+   may be out of msgspec's range (skip_number's rule). One pass, no recursion, no validation:
+   invalid JSON is left for the decoder to name. */
+static void scan_structure(const char *p, const char *end, int64_t *max_depth, int64_t *members, int *big) {
+    int64_t depth = 0;
+    int object = 0;
+    const char *q = p;
+    while (q < end && (*q == ' ' || *q == '\n' || *q == '\r' || *q == '\t')) q++;
+    object = q < end && *q == '{';
+    while (p < end) {
+        char ch = *p;
+        if (ch == '"') {
+            Cur c = {p, end, 0};
+            const char *str;
+            size_t n;
+            int esc;
+            if (scan_string(&c, &str, &n, &esc) == ST_OK) {
+                p = c.p; /* sixteen bytes at a time */
+            } else { /* invalid: step over it as a reader would */
+                for (p++; p < end && *p != '"'; p++)
+                    if (*p == '\\' && p + 1 < end) p++;
+                if (p < end) p++;
+            }
+        } else if (ch == '{' || ch == '[') {
+            if (++depth > *max_depth) *max_depth = depth;
+            p++;
+        } else if (ch == '}' || ch == ']') {
+            if (depth > 0) depth--;
+            p++;
+        } else if (ch == ':') {
+            if (depth == 1 && object) (*members)++;
+            p++;
+        } else if (ch == '-' || (ch >= '0' && ch <= '9')) {
+            Cur c = {p, end, 0};
+            if (skip_number(&c)) {
+                *big = 1; /* or malformed: either way the exact decoder decides */
+                p++;
+                while (p < end && ((*p >= '0' && *p <= '9') || *p == '.' || *p == 'e' || *p == 'E' || *p == '+' ||
+                                   *p == '-'))
+                    p++;
+            } else {
+                p = c.p;
+            }
+        } else {
+            p++;
+        }
+    }
+}
+
+PyDoc_STRVAR(scan_doc,
+"scan(text) -> (max depth, members of the outer object, may hold a number out of range)\n\n"
+"The structure of a JSON text in one pass without recursion (records.check_structure).");
+
+static PyObject *fastjson_scan(PyObject *Py_UNUSED(module), PyObject *arg) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE)) return NULL;
+    int64_t max_depth = 0, members = 0;
+    int big = 0;
+    Py_BEGIN_ALLOW_THREADS
+    scan_structure((const char *)view.buf, (const char *)view.buf + view.len, &max_depth, &members, &big);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    return Py_BuildValue("(LLO)", (long long)max_depth, (long long)members, big ? Py_True : Py_False);
+}
+
+static PyMethodDef module_methods[] = {
+    {"scan", (PyCFunction)fastjson_scan, METH_O, scan_doc},
+    {NULL, NULL, 0, NULL},
+};
 
 static PyObject *bitmap(const Buf *bytes, int64_t rows, int *all_set) {
     PyObject *out = PyBytes_FromStringAndSize(NULL, (rows + 7) / 8);
@@ -972,6 +1135,7 @@ static PyObject *Builder_nbytes(Builder *b, void *Py_UNUSED(closure)) {
 static PyMethodDef Builder_methods[] = {
     {"add", (PyCFunction)Builder_add, METH_O, add_doc},
     {"finish", (PyCFunction)Builder_finish, METH_NOARGS, finish_doc},
+    {"undo", (PyCFunction)Builder_undo, METH_NOARGS, undo_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -996,7 +1160,7 @@ static PyTypeObject BuilderType = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "trailhouse.ingest._fastjson",
-    "CloudTrail delivery files straight into Arrow column buffers (see records.py for the rules).", -1, NULL,
+    "CloudTrail delivery files straight into Arrow column buffers (see records.py for the rules).", -1, module_methods,
 };
 
 PyMODINIT_FUNC PyInit__fastjson(void) {
@@ -1014,5 +1178,6 @@ PyMODINIT_FUNC PyInit__fastjson(void) {
     PyModule_AddIntConstant(m, "MFA", K_MFA);
     PyModule_AddIntConstant(m, "TIME", K_TIME);
     PyModule_AddIntConstant(m, "JSON", K_JSON);
+    PyModule_AddIntConstant(m, "MAX_DEPTH", MAX_DEPTH);
     return m;
 }

@@ -16,6 +16,8 @@ from trailhouse.ingest.queue import drain
 from trailhouse.ingest.source import ObjectInfo, Source
 
 QUARANTINED = "quarantined"
+# A key whose transform failed in an earlier run: new again, wherever its day folder is.
+PENDING = "pending"
 
 
 class LayoutError(RuntimeError):
@@ -40,6 +42,8 @@ class Discovery:
     queue_messages: int = 0
     queue_calls: int = 0
     from_queue: bool = False
+    # keys left pending by earlier runs (a failed transform) taken again from the ledger
+    pending: int = 0
     accounts: list[str] = field(default_factory=list)
     layouts: list[str] = field(default_factory=list)
 
@@ -194,6 +198,7 @@ def discover(
         if not result.scanned and end > now - timedelta(hours=lookback):
             result.from_queue = True
             from_inbox(source, eng, mav, end, result)
+            _take_pending(eng, mav, end, result)
             result.list_calls = source.list_calls - calls_before
             return result
 
@@ -208,8 +213,22 @@ def discover(
 
     for stream, objects in zip(streams, listings, strict=True):
         _classify_listing(eng, mav, stream, objects, end, result)
+    _take_pending(eng, mav, end, result)
     result.list_calls = source.list_calls - calls_before
     return result
+
+
+def _take_pending(eng: Any, mav: Mav, end: datetime, result: Discovery) -> None:
+    """Add the keys earlier runs left pending that the listing did not bring (their day folder
+    is out of the window now): a file whose transform failed is not lost when it ages out."""
+    listed = {o.key for o in result.new}
+    for obj in (ObjectInfo(*row) for row in appdb.pending_objects(eng, mav.name)):
+        parsed = parse_key(obj.key)
+        if obj.key in listed or (parsed is not None and parsed.delivered_at is not None and parsed.delivered_at >= end):
+            continue
+        result.new.append(obj)
+        result.found += 1
+        result.pending += 1
 
 
 def from_inbox(source: Source, eng: Any, mav: Mav, end: datetime, result: Discovery) -> None:
@@ -240,8 +259,9 @@ def from_inbox(source: Source, eng: Any, mav: Mav, end: datetime, result: Discov
 
 
 def _settled(seen: tuple[str, str] | None, etag: str | None) -> bool:
-    """Whether a ledger entry settles an inbox key (a quarantined one only for the same content)."""
-    return seen is not None and (seen[1] != QUARANTINED or etag is None or seen[0] == etag)
+    """Whether a ledger entry settles an inbox key (a quarantined one only for the same content,
+    a pending one never)."""
+    return seen is not None and seen[1] != PENDING and (seen[1] != QUARANTINED or etag is None or seen[0] == etag)
 
 
 def _classify_listing(eng: Any, mav: Mav, stream: Stream, objects: list[ObjectInfo], end: datetime,
@@ -266,8 +286,9 @@ def _classify(obj: ObjectInfo, ledger: dict[str, tuple[str, str]], end: datetime
     if delivered is not None and delivered >= end:
         return  # belongs to a later interval: that run loads it
     seen = ledger.get(obj.key)
-    # A quarantined key is tried again once its content changes (a fixed re-upload).
-    if seen is not None and (seen[1] != QUARANTINED or seen[0] == obj.etag):
+    # A quarantined key is tried again once its content changes (a fixed re-upload); a
+    # pending one (its transform failed) always.
+    if seen is not None and seen[1] != PENDING and (seen[1] != QUARANTINED or seen[0] == obj.etag):
         if parsed.kind == KIND_LOG:
             result.found += 1
             result.skipped += 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import re
 import zlib
@@ -21,12 +20,26 @@ except ImportError:  # pragma: no cover - built by `pip install -e .`
     _fastjson = None  # type: ignore[assignment]
 
 try:  # ISA-L inflates 2-3x faster than zlib; zlib stays as the fallback.
-    from isal import igzip as _gzip
+    from isal import isal_zlib as _zlib
 except ImportError:  # pragma: no cover - isal is pinned in requirements.txt
-    _gzip = gzip  # type: ignore[misc]
+    _zlib = zlib  # type: ignore[misc]
 
 CANONICAL_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 DERIVED_ID_PREFIX = "sha256:"
+
+# Limits on what one delivery file may be (docs/operations.md, "Quarantined objects"). A file
+# past one is quarantined with a reason that names the limit; none of them fails a task.
+# Objects and arrays in one another, the file's outer {"Records": [...]} being level 1 (a
+# record is level 3). CloudTrail's deepest records nest about 15 levels; Python's and
+# msgspec's recursion ends near 1000, which a file must never reach.
+MAX_DEPTH = 100
+# Inflating a gzip object stops past the smaller of MAX_INFLATED_BYTES and MAX_INFLATE_RATIO
+# times its compressed size (but the ratio never refuses a file below RATIO_FLOOR_BYTES
+# inflated): CloudTrail's files compress 10-25x, a gzip bomb 1000x. The environment knobs
+# TRAILHOUSE_MAX_INFLATED_BYTES and TRAILHOUSE_MAX_INFLATE_RATIO set them (settings.py).
+MAX_INFLATED_BYTES = 256 * 1024 * 1024
+MAX_INFLATE_RATIO = 100
+RATIO_FLOOR_BYTES = 16 * 1024 * 1024
 
 
 class Envelope(msgspec.Struct):
@@ -37,6 +50,7 @@ class Envelope(msgspec.Struct):
 
 
 _envelope = msgspec.json.Decoder(Envelope)
+_top = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _any = msgspec.json.Decoder()
 _encode = msgspec.json.encode
 
@@ -76,7 +90,11 @@ def event_file(path: Path) -> list[dict[str, Any]]:
     of events (Stratus Red Team's logs, console exports), one bare event, or JSON lines.
     ValueError names the file (and line) that is none of these."""
     data = path.read_bytes()
-    text = decompress(data) if data[:2] == b"\x1f\x8b" else data
+    try:
+        text = decompress(data) if data[:2] == b"\x1f\x8b" else data
+        check_structure(text)
+    except BadObject as exc:
+        raise ValueError(f"{path}: {exc}") from None
     stripped = text.lstrip()
     if stripped.startswith(b"{"):
         try:
@@ -105,21 +123,66 @@ def event_file(path: Path) -> list[dict[str, Any]]:
     return events
 
 
-def decompress(data: bytes, key: str = "") -> bytes:
-    """Gunzip CloudTrail's files; plain JSON (e.g. a hand-copied sample) passes through."""
+def decompress(data: bytes, key: str = "", *, max_bytes: int = MAX_INFLATED_BYTES,
+               max_ratio: int = MAX_INFLATE_RATIO) -> bytes:
+    """Gunzip CloudTrail's files; plain JSON (e.g. a hand-copied sample) passes through.
+
+    Inflating stops at the cap (inflate_cap): memory stays bounded whatever the object holds.
+    """
     if not data:
         raise BadObject("empty object (0 bytes): CloudTrail never delivers one; re-copy the file")
     if data[:2] == b"\x1f\x8b":
-        try:
-            return _gzip.decompress(data)
-        except (OSError, EOFError, zlib.error, ValueError) as exc:
-            raise BadObject(f"truncated or corrupt gzip ({exc}); re-upload the object") from exc
+        return _inflate(data, inflate_cap(len(data), max_bytes, max_ratio), max_bytes, max_ratio)
     if data.lstrip()[:1] in (b"{", b"["):
         return data
     raise BadObject("not gzip and not JSON: not a CloudTrail delivery file")
 
 
-def decode_envelope(text: bytes) -> list[dict[str, msgspec.Raw]]:
+def inflate_cap(compressed: int, max_bytes: int = MAX_INFLATED_BYTES, max_ratio: int = MAX_INFLATE_RATIO) -> int:
+    """The most bytes an object of `compressed` gzip bytes may inflate to."""
+    return min(max_bytes, max(max_ratio * compressed, RATIO_FLOOR_BYTES))
+
+
+def _inflate(data: bytes, cap: int, max_bytes: int, max_ratio: int) -> bytes:
+    """gzip members one after another (as gzip.decompress reads them), never more than `cap` bytes out."""
+    out: list[bytes] = []
+    total = 0
+    rest = data
+    try:
+        while rest:
+            inflater = _zlib.decompressobj(wbits=31)
+            # Asks for one byte past the cap: getting it means the object is over.
+            chunk = inflater.decompress(rest, cap + 1 - total)
+            total += len(chunk)
+            out.append(chunk)
+            if total > cap:
+                raise BadObject(
+                    f"inflates past {cap:,} bytes, the cap for {len(data):,} compressed bytes (at most "
+                    f"{max_ratio}x, {RATIO_FLOOR_BYTES // 2**20} MiB whatever the ratio, and never past "
+                    f"{max_bytes:,}: TRAILHOUSE_MAX_INFLATE_RATIO, TRAILHOUSE_MAX_INFLATED_BYTES): a gzip bomb or "
+                    "not a CloudTrail file; if it is genuine, raise the cap and re-upload it")
+            if not inflater.eof:
+                raise BadObject("truncated or corrupt gzip (the stream ends before its last block); re-upload "
+                                "the object")
+            rest = inflater.unused_data
+            if not rest.strip(b"\0"):  # padding after the last member, which gzip readers skip
+                break
+            if rest[:2] != b"\x1f\x8b":
+                raise BadObject("truncated or corrupt gzip (bytes after the last member that are not gzip); "
+                                "re-upload the object")
+    except (OSError, EOFError, zlib.error, ValueError) as exc:
+        if isinstance(exc, BadObject):
+            raise
+        raise BadObject(f"truncated or corrupt gzip ({exc}); re-upload the object") from exc
+    return out[0] if len(out) == 1 else b"".join(out)
+
+
+def decode_envelope(text: bytes, *, checked: bool = False) -> list[dict[str, msgspec.Raw]]:
+    """The raw records of a delivery file, or BadObject naming why it is none.
+
+    `checked`: the C builder read the whole text already (which refuses what check_structure
+    refuses), so the structure is not checked again.
+    """
     if not text.strip():
         raise BadObject("empty file: no JSON inside")
     try:  # msgspec does not look inside the raw values: check the whole text first
@@ -127,12 +190,74 @@ def decode_envelope(text: bytes) -> list[dict[str, msgspec.Raw]]:
     except UnicodeDecodeError as exc:
         raise BadObject(f"not UTF-8 text (byte {exc.start}: {exc.reason}); CloudTrail writes UTF-8: re-copy the "
                         "file from its source") from None
+    members = 0 if checked else check_structure(text)
     try:
+        if members > 1 and len(_top.decode(text)) < members:
+            raise BadObject(DUPLICATE_KEY)
         return _envelope.decode(text).Records
     except msgspec.ValidationError as exc:
         raise BadObject(f"not a CloudTrail log file: expected {{\"Records\": [...]}} ({exc})") from exc
     except msgspec.DecodeError as exc:
         raise BadObject(f"invalid JSON ({exc})") from exc
+    except RecursionError:  # not reached: check_structure refuses deeper files first
+        raise BadObject(NESTING) from None
+
+
+NESTING = (f"nesting deeper than {MAX_DEPTH} levels (objects and arrays in one another, the file's outer object "
+           "being 1): CloudTrail writes far fewer; the file is not loaded")
+DUPLICATE_KEY = ('a key given twice at the top level of the file (e.g. {"Records": [...], "Records": []}): which '
+                 "copy counts would be a guess, so the file is not loaded")
+OUT_OF_RANGE = ("a number out of range (beyond a 64-bit float, e.g. 1e999, or an integer of more than 4300 "
+                "digits): CloudTrail writes none; the file is not loaded")
+
+# A JSON string (escapes included), and an object or array holding no other one.
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_INNERMOST = re.compile(rb"\{[^{}\[\]]*\}|\[[^{}\[\]]*\]")
+_TOP_OBJECT = re.compile(rb"\s*\{[^{}\[\]]*\}\s*")
+# A number that may be out of msgspec's range: 300 digits in a row, or an exponent of 100 or more.
+_BIG_NUMBER = re.compile(rb"\d{300,}|[eE]\+?0*[1-9]\d{2,}")
+
+
+def check_structure(text: bytes) -> int:
+    """BadObject if the JSON text nests deeper than MAX_DEPTH or holds a number out of range;
+    else the number of members of its outer object (0 if it is no object).
+
+    Without recursion (a file nested 100,000 deep is as cheap as any): in one pass of the C
+    extension (_fastjson.scan), or without it, strings blanked and then the innermost
+    objects and arrays removed, one level per pass, at most MAX_DEPTH passes (about 10x
+    slower). Invalid JSON is left for the decoder to name.
+    """
+    if _fastjson is not None:
+        depth, members, big = _fastjson.scan(text)
+        if big:
+            _check_numbers(text)
+        if depth > MAX_DEPTH:
+            raise BadObject(NESTING)
+        return members
+    skeleton = _JSON_STRING.sub(b'""', text)
+    if _BIG_NUMBER.search(skeleton):
+        _check_numbers(text)
+    members = 0
+    for _ in range(MAX_DEPTH):
+        if _TOP_OBJECT.fullmatch(skeleton):
+            members = skeleton.count(b":")
+        reduced = _INNERMOST.sub(b"0", skeleton)
+        if len(reduced) == len(skeleton):  # nothing left to remove: no container, or unbalanced
+            return members
+        skeleton = reduced
+    if b"{" in skeleton or b"[" in skeleton:
+        raise BadObject(NESTING)
+    return members
+
+
+def _check_numbers(text: bytes) -> None:
+    """BadObject if the text holds a number msgspec cannot decode (the exact answer to a cheap suspicion)."""
+    try:
+        _any.decode(text)
+    except msgspec.ValidationError:
+        raise BadObject(OUT_OF_RANGE) from None
+    except (msgspec.DecodeError, RecursionError):
+        pass  # invalid JSON or too deep: named by the depth check or by the decoder
 
 
 def _convert(col: Column, value: Any) -> tuple[Any, bool]:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import traceback
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -22,6 +24,8 @@ from trailhouse.warehouse.schema import ARROW_SCHEMA, COLUMNS, UTC_TS
 from trailhouse.warehouse.table import PartitionedWriter
 
 LOADED, QUARANTINED = "loaded", "quarantined"
+# In the ledger: listed by a run whose transform of it failed; the next run takes it again.
+PENDING = "pending"
 # Rows held before they are written out as a Parquet row group: bounds a worker's memory
 # whatever the batch size.
 FLUSH_ROWS = 50_000
@@ -116,9 +120,13 @@ _ROW_SCHEMA = {
 
 def _parse_time(name: str) -> pl.Expr:
     text = pl.col(name)
-    return pl.coalesce(
+    parsed = pl.coalesce(
         [text.str.to_datetime(fmt, strict=False, time_zone="UTC", time_unit="us") for fmt in _TIME_FORMATS]
-    ).alias(name)
+    )
+    # Year 0, or 0001-01-01T00:00:00+01:00: Polars parses them, but no date of Python (nor of
+    # the readers of the table) holds them. The column stays null and the text is kept in
+    # extra_fields (record_to_row keeps every non-canonical time there), like any unparseable time.
+    return pl.when(parsed.dt.year().is_between(1, 9999)).then(parsed).otherwise(None).alias(name)
 
 
 def rows_to_frame(
@@ -161,7 +169,12 @@ def builder_arrow(
     files: (source key, folder account, folder day, rows added) in the order they were added.
     Arrow compute only: the builder's buffers are not copied into another engine and back.
     """
-    table = records.builder_table(builder)
+    return _builder_rows_arrow(records.builder_table(builder), files, mav=mav, ingested_at=ingested_at)
+
+
+def _builder_rows_arrow(table: pa.Table, files: list[tuple[str, str | None, date | None, int]], *, mav: str,
+                        ingested_at: datetime) -> pa.Table:
+    """builder_arrow of rows taken out of the builder already (records.builder_table)."""
     rows = table.num_rows
     # each row's file: its lineage columns are the file's values, taken by index
     index = pa.array(itertools.chain.from_iterable(itertools.repeat(i, n) for i, (*_, n) in enumerate(files)),
@@ -196,10 +209,20 @@ class DownloadError(RuntimeError):
     """GETs failed (after the client's retries); the batch is retried, nothing is ledgered."""
 
 
-def _parse_file(builder: Any, data: bytes, key: str) -> tuple[str, int, list[dict[str, Any]]]:
+@dataclass(frozen=True)
+class Limits:
+    """What one object may inflate to (records.inflate_cap); settings.py reads them from the environment."""
+    max_inflated_bytes: int = records.MAX_INFLATED_BYTES
+    max_inflate_ratio: int = records.MAX_INFLATE_RATIO
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def _parse_file(builder: Any, data: bytes, key: str, limits: Limits = DEFAULT_LIMITS) -> tuple[str, int, list[dict[str, Any]]]:
     """One file's (sha256, rows the builder took, rows through Python); BadObject if it is broken."""
     # records.parse_file, with the uncompressed bytes kept to hash them
-    text = records.decompress(data, key)
+    text = records.decompress(data, key, max_bytes=limits.max_inflated_bytes, max_ratio=limits.max_inflate_ratio)
     sha256 = hashlib.sha256(text).hexdigest()
     fast = builder.add(text) if builder is not None else None
     if fast is None:  # the whole file through Python (which also names what is broken)
@@ -207,15 +230,29 @@ def _parse_file(builder: Any, data: bytes, key: str) -> tuple[str, int, list[dic
     added, left_out = fast
     if not left_out:
         return sha256, added, []
-    raw = records.decode_envelope(text)
-    return sha256, added, [records.record_to_row(raw[i]) for i in left_out]
+    try:
+        raw = records.decode_envelope(text, checked=True)
+        return sha256, added, [records.record_to_row(raw[i]) for i in left_out]
+    except BaseException:
+        builder.undo()  # the file is not loaded: none of its rows either
+        raise
+
+
+def unexpected(exc: BaseException, stage: str) -> str:
+    """The quarantine reason for an error nobody foresaw: its type and where it was raised, never
+    its message (which could quote the object's content)."""
+    frame = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+    where = f" at {Path(frame[0].filename).name}:{frame[0].lineno}" if frame else ""
+    return (f"could not be read: {type(exc).__name__} while {stage}{where}; nothing of the file is loaded. "
+            "This is a bug of trailhouse: report it with the object's key")
 
 
 class _Buffer:
     """A batch's rows not staged yet, flushed as row groups so a worker's memory stays bounded."""
 
-    def __init__(self, out: PartitionedWriter, dates: dict[str, list[str]], *, mav: str, ingested_at: datetime) -> None:
-        self.out, self.dates, self.mav, self.ingested_at = out, dates, mav, ingested_at
+    def __init__(self, out: PartitionedWriter, dates: dict[str, list[str]], *, mav: str, ingested_at: datetime,
+                 limits: Limits = DEFAULT_LIMITS) -> None:
+        self.out, self.dates, self.mav, self.ingested_at, self.limits = out, dates, mav, ingested_at, limits
         self.builder = records.column_builder()
         self.built: list[tuple[str, str | None, date | None, int]] = []  # the files (parts) in the builder
         self.pending: list[dict[str, Any]] = []  # rows from records.record_to_row
@@ -228,9 +265,11 @@ class _Buffer:
         parsed = parse_key(obj.key)
         account, day = (parsed.account, parsed.day) if parsed else (None, None)
         try:
-            sha256, added, rows = _parse_file(self.builder, data, obj.key)
+            sha256, added, rows = _parse_file(self.builder, data, obj.key, self.limits)
         except records.BadObject as exc:
             return Outcome(obj.key, obj.etag, obj.size, QUARANTINED, 0, str(exc))
+        except Exception as exc:  # any other failure is the object's too: the rest of the batch loads
+            return Outcome(obj.key, obj.etag, obj.size, QUARANTINED, 0, unexpected(exc, "reading it"))
         if added:
             self.built.append((obj.key, account, day, added))
         self.pending.extend(rows)
@@ -244,24 +283,78 @@ class _Buffer:
         held = (self.builder.rows, self.builder.nbytes) if self.builder is not None else (0, 0)
         return held[0] + len(self.pending) >= FLUSH_ROWS or held[1] >= FLUSH_BYTES
 
-    def flush(self) -> None:
-        """Stage every row held (the builder's, then the Python path's) and empty the buffer."""
+    def flush(self) -> dict[str, str]:
+        """Stage every row held (the builder's, then the Python path's) and empty the buffer.
+
+        Returns {key: reason} of the files whose rows could not be converted: those are left
+        out (and quarantined by the caller), the others staged.
+        """
+        failed: dict[str, str] = {}
+        tables: list[pa.Table] = []
         if self.built:
-            self._write(builder_arrow(self.builder, self.built, mav=self.mav, ingested_at=self.ingested_at))
+            table = records.builder_table(self.builder)
+            tables += self._convert(failed, self.built, lambda files, offset, rows: _builder_rows_arrow(
+                table.slice(offset, rows), files, mav=self.mav, ingested_at=self.ingested_at))
             self.built.clear()
         if self.pending:
-            self._write(rows_to_frame(self.pending, self.accounts, self.days, self.keys, mav=self.mav,
-                                      ingested_at=self.ingested_at).to_arrow().cast(ARROW_SCHEMA))
+            files = _runs(self.keys)
+            tables += self._convert(failed, files, lambda _files, offset, rows: rows_to_frame(
+                self.pending[offset:offset + rows], self.accounts[offset:offset + rows],
+                self.days[offset:offset + rows], self.keys[offset:offset + rows], mav=self.mav,
+                ingested_at=self.ingested_at).to_arrow().cast(ARROW_SCHEMA))
             for column in (self.pending, self.accounts, self.days, self.keys):
                 column.clear()
+        for table, pairs in tables:
+            self._write(table, pairs, failed)
+        return failed
 
-    def _write(self, table: pa.Table) -> None:
+    def _convert(self, failed: dict[str, str], files: list[tuple[str, str | None, date | None, int]],
+                 convert: Any) -> list[tuple[pa.Table, list[tuple[str, str]]]]:
+        """convert(files, first row, rows) of all the files at once; if that fails, file by file,
+        noting in `failed` the files that fail alone. With each table its (key, event date) pairs."""
+        try:
+            table = convert(files, 0, sum(f[3] for f in files))
+            return [(table, _key_dates(table))]
+        except Exception:
+            pass
+        out, offset = [], 0
+        for f in files:
+            try:
+                table = convert([f], offset, f[3])
+                out.append((table, _key_dates(table)))
+            except Exception as exc:
+                failed[f[0]] = unexpected(exc, "converting its records to the table's columns")
+            offset += f[3]
+        return out
+
+    def _write(self, table: pa.Table, pairs: list[tuple[str, str]], failed: dict[str, str]) -> None:
         """Note each source key's event dates (for the ledger), then stage the rows."""
-        pairs = table.select(["source_key", "event_date"]).group_by(["source_key", "event_date"]).aggregate([])
-        for key, day in zip(*(pairs.column(i).to_pylist() for i in (0, 1)), strict=True):
-            self.dates[key] = sorted({*self.dates.get(key, []), str(day)})
+        if failed:  # a file that failed in another part of the flush (the builder's or Python's)
+            keep = pc.invert(pc.is_in(table.column("source_key"), pa.array(list(failed), pa.string())))
+            table = table.filter(keep)
+            pairs = [p for p in pairs if p[0] not in failed]
+        for key, day in pairs:
+            self.dates[key] = sorted({*self.dates.get(key, []), day})
         faults.point("transform.before_stage")
         self.out.write(table)
+
+
+def _key_dates(table: pa.Table) -> list[tuple[str, str]]:
+    """The (source key, event date) pairs of a staged table (an event date Python cannot hold fails here)."""
+    pairs = table.select(["source_key", "event_date"]).group_by(["source_key", "event_date"]).aggregate([])
+    return [(key, str(day)) for key, day in zip(*(pairs.column(i).to_pylist() for i in (0, 1)), strict=True)]
+
+
+def _runs(keys: list[str]) -> list[tuple[str, str | None, date | None, int]]:
+    """The rows of the Python path as (key, -, -, rows) per file, in order (a file's rows are contiguous)."""
+    return [(key, None, None, sum(1 for _ in group)) for key, group in itertools.groupby(keys)]
+
+
+def _quarantine(result: BatchResult, failed: dict[str, str]) -> None:
+    """Mark the loaded files that failed at conversion (flush) quarantined, with their reason."""
+    if failed:
+        result.outcomes[:] = [replace(o, status=QUARANTINED, events=0, reason=failed[o.key], sha256="")
+                              if o.key in failed else o for o in result.outcomes]
 
 
 def _check_downloads(failures: list[str], objects: int) -> None:
@@ -281,6 +374,7 @@ def transform_batch(
     staging_dir: str,
     threads: int = 16,
     ingested_at: datetime | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> BatchResult:
     """Download, parse and stage one batch; broken files are quarantined, not fatal.
 
@@ -291,7 +385,7 @@ def transform_batch(
     ingested_at = ingested_at or datetime.now(UTC)
     result = BatchResult()
     out = PartitionedWriter(staging_dir)
-    buffer = _Buffer(out, result.dates, mav=mav, ingested_at=ingested_at)
+    buffer = _Buffer(out, result.dates, mav=mav, ingested_at=ingested_at, limits=limits)
     get_calls_before = source.get_calls
     failures: list[str] = []
     try:
@@ -303,11 +397,11 @@ def transform_batch(
             result.bytes += len(data)
             outcome = buffer.load(obj, data)
             result.outcomes.append(outcome)
-            result.rows += outcome.events  # 0 for a quarantined file
             if outcome.status == LOADED and buffer.full():
-                buffer.flush()
+                _quarantine(result, buffer.flush())
         _check_downloads(failures, len(objects))
-        buffer.flush()
+        _quarantine(result, buffer.flush())
+        result.rows = sum(o.events for o in result.outcomes)  # 0 for a quarantined file
         result.staged = out.close()
     except BaseException:
         out.abort()  # a failed batch leaves no file behind; its retry writes new ones

@@ -19,7 +19,8 @@ Reads CloudTrail from `{source}` ({accounts}) with the key pair in the Airflow c
 1. **validate_access** - the IAM user's permission report; fails when ListBucket/GetObject are missing.
 2. **discover** - lists the day folders of this interval plus {lookback} h of look-back, minus the ledger.
 3. **transform** - one mapped task per batch of keys: download, parse, stage (broken files quarantined).
-4. **commit** - adds the batches' new `event_id`s to the table in one Delta commit and ledgers the keys.
+4. **commit** - adds the batches' new `event_id`s to the table in one Delta commit and ledgers the keys
+   (also when a transform failed: that batch's keys stay `pending` and are loaded by the next run).
 5. **evaluate_rules** - every enabled rule over the events this run committed; alerts stored deduplicated.
 6. **notify** - one message per recipient per run through the outbox (owners.yaml).
 """
@@ -45,7 +46,7 @@ def build_dag(mav: Mav, *, retries: int = 2) -> Any:
         evaluate_rules, notify = _alert_tasks(mav.name)
         batches = discover()
         validate_access() >> batches
-        committed = commit(transform.expand(batch=batches))
+        committed = commit(transform.expand(batch=batches), batches)
         evaluation = evaluate_rules()
         committed >> evaluation
         notify(evaluation)  # TaskFlow: the XComArg resolves to the dict at run time
@@ -89,15 +90,25 @@ def _load_tasks(name: str) -> tuple[Any, Any, Any, Any]:
         return pipeline.guarded(name, get_current_context(), "transform", pipeline.transform_step, run_id,
                                 batch)
 
-    # none_failed: an interval with no new files maps zero transforms (skipped); the
-    # commit still runs so the run's figures are recorded.
-    @task(trigger_rule="none_failed")
-    def commit(results: Any = None, run_id: str | None = None) -> dict[str, Any]:
+    # all_done: a batch whose transform failed (after its retries) must not keep the run's
+    # other batches from being committed, evaluated and notified; commit_step ledgers its
+    # objects as pending instead. An interval with no new files maps zero transforms
+    # (skipped): the commit still runs so the run's figures are recorded. When discover
+    # failed (or validate_access before it), there is no list of batches: the commit is
+    # skipped, and with it the rules and notifications, and the run keeps its failure.
+    @task(trigger_rule="all_done")
+    def commit(results: Any = None, batches: Any = None, run_id: str | None = None) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowSkipException
+
         from trailhouse.pipeline import steps as pipeline
 
-        # One slice fetches every mapped result at once (iterating probes past the end).
+        if batches is None:
+            raise AirflowSkipException("discover did not finish: nothing to commit")
+
+        # One slice fetches every mapped result at once (iterating probes past the end); a
+        # failed transform has no result.
         return pipeline.guarded(name, get_current_context(), "commit", pipeline.commit_step, run_id,
-                                list(results[:]) if results is not None else [])
+                                [r for r in results[:] if r] if results is not None else [], batches)
 
     return validate_access, discover, transform, commit
 

@@ -47,6 +47,9 @@ def run_mav(dep: Deployment, name: str, *, quiet: bool = False, at: datetime | N
         steps.show_progress(None)
     result = steps.summary(dep, mav, dr.run_id)
     result["dag_run_state"] = str(dr.state)
-    result["failed_tasks"] = [ti.task_id for ti in dr.get_task_instances() if ti.state == "failed"]
+    tis = dr.get_task_instances()
+    result["failed_tasks"] = sorted({ti.task_id for ti in tis if ti.state == "failed"})
+    # {task: the states of its instances (a mapped task has one per batch)}
+    result["task_states"] = {t: sorted({str(ti.state) for ti in tis if ti.task_id == t}) for t in {ti.task_id for ti in tis}}
     result["quarantined"] = steps.quarantined(dep, mav, dr.run_id)
     return result

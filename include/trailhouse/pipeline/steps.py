@@ -15,7 +15,7 @@ from trailhouse.deployment import Deployment
 from trailhouse.ingest.clients import open_source, s3_client, sqs_client
 from trailhouse.ingest.discover import discover, make_batches
 from trailhouse.ingest.source import LocalSource, ObjectInfo
-from trailhouse.ingest.transform import LOADED, QUARANTINED, BatchResult
+from trailhouse.ingest.transform import LOADED, PENDING, QUARANTINED, BatchResult
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +108,8 @@ def discover_step(dep: Deployment, mav: Mav, run_id: str, start: datetime, end: 
     how = "folders scanned" if found.scanned else "remembered folders"
     if queue is not None:
         how += f", {found.queue_messages} queue messages" + (", files from the queue" if found.from_queue else "")
+    if found.pending:
+        how += f", {found.pending} pending from an earlier run's failed transform"
     progress(
         "discover: %s: %d accounts (%s layout), %d objects found, %d new in %d batches, %d already loaded, %d LIST calls"
         " (%s)",
@@ -130,15 +132,18 @@ def transform_step(dep: Deployment, mav: Mav, run_id: str, batch: dict[str, Any]
     """Task: parse one batch of delivery files into staged Parquet in the table's layout,
     quarantining files that cannot be read; returns the batch's result for the commit.
     """
+    from trailhouse.ingest.transform import Limits
     from trailhouse.pipeline import workers
 
     objects = [ObjectInfo(k, e, s) for k, e, s in batch["objects"]]
+    cfg = dep.settings
     result, parts = workers.transform(
         mav,
         objects,
         # straight into the table's folder, invisible until the commit adds the files
         staging_dir=dep.warehouse.table_uri,
-        threads=dep.settings.download_threads,
+        threads=cfg.download_threads,
+        limits=Limits(max_inflated_bytes=cfg.max_inflated_bytes, max_inflate_ratio=cfg.max_inflate_ratio),
     )
     quarantined = [o for o in result.outcomes if o.status == QUARANTINED]
     for o in quarantined:
@@ -147,18 +152,26 @@ def transform_step(dep: Deployment, mav: Mav, run_id: str, batch: dict[str, Any]
              result.rows, len(result.outcomes) - len(quarantined), len(quarantined), len(parts),
              "" if len(parts) == 1 else "es")
     # Where each part ran (pid, start and end) shows in the task's XCom; the commit reads the rest.
-    return {**result.to_dict(), "parts": parts}
+    return {**result.to_dict(), "parts": parts, "index": batch.get("index")}
 
 
-def commit_step(dep: Deployment, mav: Mav, run_id: str, results: list[dict[str, Any]]) -> dict[str, Any]:
+def commit_step(dep: Deployment, mav: Mav, run_id: str, results: list[dict[str, Any]],
+                discovered: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Add the run's staged rows to the table in one Delta commit, then ledger the keys (in that order).
 
     A crash between the two leaves keys unledgered: the next try loads them again and the
     commit, keyed on event_id, drops them as duplicates, so nothing is lost and nothing doubled.
     The ledger and the run's figures are written in one transaction.
+
+    `discovered`: the batches discover made. Those without a result (their transform failed)
+    are not waited for: their keys are ledgered `pending`, which the next run's discover
+    takes again wherever they are, and the run is recorded failed with the reason; the
+    other batches are committed and go on to rule evaluation.
     """
     eng = dep.engine
     batches = [BatchResult.from_dict(r) for r in results if r]
+    done = {r.get("index") for r in results if r}
+    failed = [b for b in discovered or [] if b["index"] not in done]
     staged = [f for b in batches for f in b.staged]
     faults.point("commit.before_delta_commit")
     committed = dep.warehouse.commit(staged, run_id=run_id, lock=appdb.writer_lock(eng))
@@ -179,21 +192,32 @@ def commit_step(dep: Deployment, mav: Mav, run_id: str, results: list[dict[str, 
             bytes=sum(b.bytes for b in batches),
             partitions=",".join(committed.partitions),
         )
+    pending = [(b["index"], key, etag, size) for b in failed for key, etag, size in b["objects"]]
+    if pending:
+        figures.update(status="failed", message=(
+            f"transform failed for {len(failed)} of {len(discovered or [])} batches (batch "
+            f"{', '.join(str(b['index']) for b in failed[:10])}): their {len(pending)} objects stay pending and "
+            "the next run loads them; the other batches were committed. The transform task's log says why")[:2000])
     appdb.record_objects(
         eng,
         mav.name,
         run_id,
-        (
-            {"key": o.key, "etag": o.etag, "size": o.size, "kind": "CloudTrail", "status": o.status,
-             "events": o.events, "reason": o.reason, "sha256": o.sha256 or None,
-             "event_dates": ",".join(dates.get(o.key, [])) or None}
-            for o in outcomes
-        ),
+        [
+            *({"key": o.key, "etag": o.etag, "size": o.size, "kind": "CloudTrail", "status": o.status,
+               "events": o.events, "reason": o.reason, "sha256": o.sha256 or None,
+               "event_dates": ",".join(dates.get(o.key, [])) or None}
+              for o in outcomes),
+            *({"key": key, "etag": etag, "size": size, "kind": "CloudTrail", "status": PENDING, "events": 0,
+               "reason": f"the transform of batch {index} of run {run_id} failed; the next run loads it again",
+               "sha256": None, "event_dates": None}
+              for index, key, etag, size in pending),
+        ],
         figures=figures,
     )
     faults.point("commit.after_ledger")
-    progress("commit: %d events inserted, %d duplicates dropped, %d partitions, table version %s",
-             committed.inserted, committed.duplicates, len(committed.partitions), committed.version)
+    progress("commit: %d events inserted, %d duplicates dropped, %d partitions, table version %s%s",
+             committed.inserted, committed.duplicates, len(committed.partitions), committed.version,
+             f"; {len(failed)} batches FAILED, their {len(pending)} objects stay pending" if failed else "")
     return summary(dep, mav, run_id)
 
 

@@ -23,7 +23,7 @@ from trailhouse import faults, storage
 from trailhouse.config import Mav
 from trailhouse.ingest.clients import open_source
 from trailhouse.ingest.source import ObjectInfo
-from trailhouse.ingest.transform import BatchResult, split_objects, transform_batch
+from trailhouse.ingest.transform import DEFAULT_LIMITS, BatchResult, Limits, split_objects, transform_batch
 
 # A part smaller than this is not worth a process: starting a worker (imports) costs about
 # what transforming 4 MiB of gzip does, so a small batch stays in the task's process.
@@ -77,7 +77,7 @@ def transform_pool(processes: int) -> Iterator[None]:
 
 
 def transform(mav: Mav, objects: Sequence[ObjectInfo], *, staging_dir: str,
-              threads: int) -> tuple[BatchResult, list[dict[str, Any]]]:
+              threads: int, limits: Limits = DEFAULT_LIMITS) -> tuple[BatchResult, list[dict[str, Any]]]:
     """The batch's result, and where each part of it ran: [{pid, started, finished, files}].
 
     In this process without a pool (or for a small batch); else split into parts of about
@@ -87,9 +87,9 @@ def transform(mav: Mav, objects: Sequence[ObjectInfo], *, staging_dir: str,
     total = sum(o.size for o in objects)
     parts = split_objects(objects, min(_pool_size, total // MIN_PART_BYTES))
     if len(parts) <= 1:
-        result, where = _transform_part(mav, objects, staging_dir, threads)
+        result, where = _transform_part(mav, objects, staging_dir, threads, limits)
         return BatchResult.from_dict(result), [where]
-    futures = [_worker_pool().submit(_transform_part, mav, part, staging_dir, threads) for part in parts]
+    futures = [_worker_pool().submit(_transform_part, mav, part, staging_dir, threads, limits) for part in parts]
     wait(futures)
     return _merge(futures)
 
@@ -116,10 +116,10 @@ def _merge(futures: list[Future[Any]]) -> tuple[BatchResult, list[dict[str, Any]
     return BatchResult.merge([BatchResult.from_dict(r) for r, _ in done]), [where for _, where in done]
 
 
-def _transform_part(mav: Mav, objects: Sequence[ObjectInfo], staging_dir: str,
-                    threads: int) -> tuple[dict[str, Any], dict[str, Any]]:
+def _transform_part(mav: Mav, objects: Sequence[ObjectInfo], staging_dir: str, threads: int,
+                    limits: Limits = DEFAULT_LIMITS) -> tuple[dict[str, Any], dict[str, Any]]:
     started = time.time()
     result = transform_batch(open_source(mav, connections=threads), objects, mav=mav.name, staging_dir=staging_dir,
-                             threads=threads)
+                             threads=threads, limits=limits)
     where = {"pid": os.getpid(), "started": started, "finished": time.time(), "files": len(objects)}
     return result.to_dict(), where

@@ -99,6 +99,28 @@ def test_quarantined_key_is_retried_only_when_its_content_changes(tmp_path: Path
     assert [o.key for o in again] == [bad.key]
 
 
+def test_a_pending_key_is_new_to_every_run_in_its_window_and_out_of_it(tmp_path: Path, eng) -> None:  # noqa: ANN001
+    """A key whose transform failed stays pending: listed again it is new (whatever its ETag), and
+    once its day folder has left the look-back the ledger brings it back, once."""
+    root = tmp_path / "bucket"
+    write_to_dir(small_spec(accounts=1), root)
+    mav = Mav(name="t", path=str(root))
+    objs = discover(LocalSource(root), eng, mav, START, END).new
+    stuck = objs[0]
+    appdb.record_objects(eng, "t", "r1", [
+        {"key": o.key, "etag": o.etag, "size": o.size, "kind": KIND_LOG,
+         "status": "pending" if o is stuck else "loaded", "events": 0, "reason": "x"} for o in objs])
+    again = discover(LocalSource(root), eng, mav, START, END)
+    assert again.new == [stuck] and again.pending == 0  # listed in the window: new, not added twice
+    later = START + timedelta(days=10)
+    far = discover(LocalSource(root), eng, mav, later, later + timedelta(hours=1))
+    assert stuck in far.new and far.pending == 1
+    assert not {o.key for o in far.new} & {o.key for o in objs if o is not stuck}
+    # an interval that ends before the key was delivered does not take it
+    early = discover(LocalSource(root), eng, mav, START - timedelta(days=5), START - timedelta(days=5, hours=-1))
+    assert stuck not in early.new
+
+
 def test_accounts_filter_and_files_from_the_future_are_left(tmp_path: Path, eng) -> None:  # noqa: ANN001
     spec = small_spec()
     root = tmp_path / "bucket"

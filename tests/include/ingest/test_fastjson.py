@@ -249,13 +249,108 @@ def test_files_the_builder_refuses_are_left_untouched(name: str) -> None:
 
 
 def test_refused_files_are_what_python_rejects_or_reads_itself() -> None:
-    for name, text in REFUSED.items():
-        if name == "deep nesting":
-            # valid JSON the builder does not handle: the Python path reads it
-            assert records.decode_envelope(text), name
-            continue
+    for text in REFUSED.values():
         with pytest.raises(records.BadObject):
             records.decode_envelope(records.decompress(text) if text else text)
+
+
+def _nested(levels: int, kind: str = "array") -> bytes:
+    """A delivery file whose JSON nests `levels` deep in all: {"Records": [ {record ... [[...]] } ]}."""
+    n = levels - 3  # the outer object, the Records array and the record
+    inner = "[" * n + "]" * n if kind == "array" else '{"a":' * (n - 1) + "{}" + "}" * (n - 1)
+    return _wrap(json.dumps(BASE)[:-1].encode() + b', "requestParameters": ' + inner.encode() + b"}")
+
+
+_STRUCTURES = [
+    _nested(3), _nested(100), _nested(101, "object"), _nested(5000), b'{"Records": [], "a": 1, "b": [2]}', b"[]",
+    b'{"Records": [{"k": "a string with [[[ { and \\" and \\\\"}]}', b'{"Records": [{"n": 1e999}]}',
+    b'{"Records": [{"n": 0.5e-999, "m": -12.5E+3}]}', b'{"Records": [', b'{"a": "unterminated', b"]]]}}}[", b"",
+    b'{"x": "\\ud800"}', b'{"x": "\x01"}', b'{"n": 1' + b"0" * 4400 + b"}",
+]
+
+
+@pytest.mark.parametrize("text", _STRUCTURES)
+def test_the_structure_check_says_the_same_with_and_without_the_extension(
+        text: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    try:
+        valid = msgspec.json.decode(text) is not None or True
+    except (msgspec.DecodeError, RecursionError):
+        valid = False
+
+    def outcome() -> str:
+        try:
+            members = records.check_structure(text)
+        except records.BadObject as exc:
+            return str(exc)
+        return str(members) if valid else "passed on to the decoder"  # members count only for valid JSON
+
+    fast = outcome()
+    monkeypatch.setattr(records, "_fastjson", None)
+    assert outcome() == fast
+
+
+@pytest.mark.parametrize("kind", ["array", "object"])
+def test_both_paths_take_files_up_to_the_nesting_limit_and_refuse_deeper_ones_by_name(kind: str) -> None:
+    # The extension and records.MAX_DEPTH say the same, counted the same way.
+    assert records._fastjson.MAX_DEPTH == records.MAX_DEPTH == 100
+    at_limit = _nested(records.MAX_DEPTH, kind)
+    assert records.check_structure(at_limit) == 1
+    assert_same_as_python(at_limit)
+    for levels in (records.MAX_DEPTH + 1, 100_000):
+        text = _nested(levels, kind)
+        assert records.column_builder().add(text) is None
+        with pytest.raises(records.BadObject, match=f"nesting deeper than {records.MAX_DEPTH} levels"):
+            records.decode_envelope(text)
+    # the depth of another top-level key counts the same as that of the records
+    deep_sibling = b'{"Records": [], "x": ' + b"[" * 99 + b"]" * 99 + b"}"
+    assert records.column_builder().add(deep_sibling) == (0, [])
+    assert records.decode_envelope(deep_sibling) == []
+    for text in (b'{"Records": [], "x": ' + b"[" * 100 + b"]" * 100 + b"}",):
+        assert records.column_builder().add(text) is None
+        with pytest.raises(records.BadObject, match="nesting deeper"):
+            records.decode_envelope(text)
+
+
+@pytest.mark.parametrize("text", [
+    _wrap(json.dumps(BASE).encode()) [:-1] + b',"Records":[]}',
+    b'{"Records":[],' + _wrap(json.dumps(BASE).encode())[1:],
+    b'{"Records":[' + json.dumps(BASE).encode() + b'],"Rec\\u006frds":[]}',
+    b'{"Records":[' + json.dumps(BASE).encode() + b'],"x":1,"x":2}',
+])
+def test_a_top_level_key_given_twice_is_refused_by_both_paths(text: bytes) -> None:
+    assert records.column_builder().add(text) is None
+    with pytest.raises(records.BadObject, match="a key given twice at the top level"):
+        records.decode_envelope(text)
+
+
+@pytest.mark.parametrize("number", ["1e999", "-1e999", "1E+309", "10e308", "1.7976931348623159e308",
+                                    "1" + "0" * 400 + ".5", "1" * 4301])
+@pytest.mark.parametrize("where", ["eventName", "readOnly", "unknownKey", "userIdentity"])
+def test_numbers_out_of_range_are_refused_by_name_by_both_paths(number: str, where: str) -> None:
+    text = json.dumps({"Records": [_with(**{where: 0})]}).replace(f'"{where}": 0', f'"{where}": {number}').encode()
+    assert records.column_builder().add(text) is None
+    with pytest.raises(records.BadObject, match="a number out of range"):
+        records.decode_envelope(text)
+
+
+@pytest.mark.parametrize("number", ["1e308", "1.7976931348623157e308", "-1.7976931348623157e+308", "1e-999",
+                                    "0.0e999", "123456789012345678901234567890", "1" * 4300, "1" * 400 + ".0e-300"])
+def test_numbers_in_range_are_read_alike_by_both_paths(number: str) -> None:
+    text = json.dumps({"Records": [_with(eventName=0, unknownKey=0)]}).replace(": 0", f": {number}").encode()
+    taken, left = assert_same_as_python(text)
+    assert (taken, left) == (0, 1)  # a number in a string column: converted by Python, the text kept too
+    (row,) = [records.record_to_row(r) for r in records.decode_envelope(text)]
+    assert records.rebuild(row) == msgspec.json.decode(text)["Records"][0]
+
+
+def test_undo_drops_the_rows_of_the_last_file_only() -> None:
+    builder = records.column_builder()
+    assert builder.add(_wrap(json.dumps(BASE).encode())) == (1, [])
+    assert builder.add(_wrap(json.dumps(_with(eventID="e-2")).encode(), json.dumps(_with(eventID="e-3")).encode())) == (2, [])
+    builder.undo()
+    with pytest.raises(RuntimeError, match="nothing to undo"):
+        builder.undo()
+    assert records.builder_table(builder).column("event_id").to_pylist() == ["e-1"]
 
 
 def test_empty_records_and_the_builder_starting_over() -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
+from trailhouse.dev.hostile import bomb, hostile_files
 from trailhouse.ingest import records, transform
 from trailhouse.ingest.source import LocalSource, ObjectInfo
 from trailhouse.warehouse.table import FILE_SCHEMA, read_files
@@ -302,3 +303,110 @@ def test_the_c_builder_and_the_python_path_stage_the_same_rows(bucket: Bucket, t
         extras_a, extras_b = a.pop("extra_fields"), b.pop("extra_fields")
         assert a == b
         assert (json.loads(extras_a) if extras_a else None) == (json.loads(extras_b) if extras_b else None)
+
+
+@pytest.mark.parametrize("path", ["builder", "python"])
+def test_hostile_files_are_quarantined_by_name_and_the_rest_of_the_batch_loads(
+        bucket: Bucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: str) -> None:
+    if path == "python":
+        monkeypatch.setattr(records, "column_builder", lambda: None)
+    good = {bucket.put(log_key(f"goodfile{i:07d}"), gzip.compress(envelope(event(f"g-{i}", "2026-11-27T10:00:00Z"))))
+            for i in range(3)}
+    hostile = {bucket.put(log_key(name), h.body): h.reason for name, h in hostile_files().items()}
+    # Odd but loadable: a number beyond int64 in a string column, times no timestamp holds.
+    odd = [event("big-1", "2026-11-27T10:00:00Z", eventName=10**30),
+           *(event(f"y-{i}", t) for i, t in enumerate(
+               ["0000-01-01T00:00:00Z", "0000-06-01T00:00:00.5Z", "0001-01-01T00:00:00+01:00", "-0001-01-01T00:00:00Z"])),
+           event("s-1", "2026-11-27T10:00:00Z", userIdentity={"sessionContext": {"attributes": {
+               "creationDate": "0000-01-01T00:00:00Z"}}})]
+    odd_key = bucket.put(log_key("oddbutloadable1"), gzip.compress(envelope(*odd)))
+
+    result = transform.transform_batch(bucket.source(), bucket.objects, mav="t", staging_dir=str(tmp_path / "s"))
+
+    outcomes = {o.key: o for o in result.outcomes}
+    for key, needle in hostile.items():
+        assert outcomes[key].status == transform.QUARANTINED, key
+        assert needle in outcomes[key].reason, (key, outcomes[key].reason)
+    assert {k: outcomes[k].status for k in [*good, odd_key]} == dict.fromkeys([*good, odd_key], transform.LOADED)
+    rows = {r["event_id"]: r for r in read_staged(result)}
+    assert sorted(rows) == sorted(["g-0", "g-1", "g-2", *(r["eventID"] for r in odd)])
+    assert rows["big-1"]["event_name"] == str(10**30)
+    for i in range(4):  # no timestamp: null, the folder's date, and the text kept
+        assert rows[f"y-{i}"]["event_time"] is None and rows[f"y-{i}"]["event_date"] == date(2026, 11, 27)
+    assert rows["s-1"]["session_creation_date"] is None
+    for rec in odd:
+        assert records.rebuild(rows[rec["eventID"]]) == rec
+
+
+def test_the_inflate_cap_follows_the_ratio_the_floor_and_the_absolute_size() -> None:
+    assert records.inflate_cap(1_000) == records.RATIO_FLOOR_BYTES  # a small file may always reach 16 MiB
+    assert records.inflate_cap(1_000_000) == 100_000_000  # 100x
+    assert records.inflate_cap(10_000_000) == records.MAX_INFLATED_BYTES  # never past 256 MiB
+    assert records.inflate_cap(1_000_000, max_bytes=50_000_000, max_ratio=10) == 16 * 1024 * 1024
+    data = bomb(20)
+    with pytest.raises(records.BadObject, match="inflates past 16,777,216 bytes"):
+        records.decompress(data)
+    assert records.decompress(data, max_ratio=20_000) == bytes(20 << 20)  # a higher ratio lets it through
+    with pytest.raises(records.BadObject, match="TRAILHOUSE_MAX_INFLATED_BYTES"):
+        records.decompress(data, max_bytes=1 << 20, max_ratio=20_000)
+    # gzip members one after another, and NUL padding after the last one, as gzip readers take them
+    text = envelope(event("e-1", "2026-11-27T10:00:00Z"))
+    assert records.decompress(gzip.compress(text[:10]) + gzip.compress(text[10:]) + b"\0" * 8) == text
+    with pytest.raises(records.BadObject, match="truncated or corrupt gzip"):
+        records.decompress(gzip.compress(text) + b"garbage")
+
+
+def test_the_limits_reach_the_transform(bucket: Bucket, tmp_path: Path) -> None:
+    key = bucket.put(log_key("fourmibofzeros1"), bomb(4))
+    result = transform.transform_batch(bucket.source(), bucket.objects, mav="t", staging_dir=str(tmp_path / "s"),
+                                       limits=transform.Limits(max_inflated_bytes=1 << 20))
+    (o,) = result.outcomes
+    assert (o.key, o.status) == (key, transform.QUARANTINED) and "inflates past 1,048,576 bytes" in o.reason
+
+
+def test_an_unforeseen_error_in_one_file_quarantines_that_file_only(
+        bucket: Bucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever goes wrong while reading one object is that object's problem, not the batch's."""
+    real = records.record_to_row
+
+    def record_to_row(record: dict[str, Any]) -> dict[str, Any]:
+        if b"poison-value" in bytes(record.get("eventName", b"")):
+            raise ZeroDivisionError("poison-value")  # a message that quotes the file's content
+        return real(record)
+
+    monkeypatch.setattr(records, "record_to_row", record_to_row)
+    bucket.put(log_key("goodfile0000001"), gzip.compress(envelope(event("g-1", "2026-11-27T10:00:00Z"))))
+    # The builder takes the first record, leaves the second (a number in a string column) to
+    # Python, which fails: the first one's row must go too.
+    bad = bucket.put(log_key("poisonedfile001"), gzip.compress(envelope(
+        event("p-1", "2026-11-27T10:00:00Z"), event("p-2", "2026-11-27T10:00:00Z", eventName="poison-value",
+                                                     readOnly="true"))))
+    result = transform.transform_batch(bucket.source(), bucket.objects, mav="t", staging_dir=str(tmp_path / "s"))
+    outcomes = {o.key: o for o in result.outcomes}
+    assert outcomes[bad].status == transform.QUARANTINED
+    assert outcomes[bad].reason.startswith("could not be read: ZeroDivisionError while reading it at test_transform.py:")
+    assert "poison-value" not in outcomes[bad].reason
+    assert [r["event_id"] for r in read_staged(result)] == ["g-1"]
+    assert result.rows == 1
+
+
+def test_a_file_whose_rows_cannot_be_converted_is_quarantined_and_the_others_staged(
+        bucket: Bucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = transform._builder_rows_arrow
+
+    def convert(table: Any, files: list[tuple[Any, ...]], **kw: Any) -> Any:
+        if any("unconvertible" in f[0] for f in files):
+            raise OverflowError("date value out of range")
+        return real(table, files, **kw)
+
+    monkeypatch.setattr(transform, "_builder_rows_arrow", convert)
+    for i in range(3):
+        bucket.put(log_key(f"goodfile{i:07d}"), gzip.compress(envelope(event(f"g-{i}", "2026-11-27T10:00:00Z"))))
+    bad = bucket.put(log_key("unconvertible01"), gzip.compress(envelope(
+        event("u-1", "2026-11-27T10:00:00Z"), event("u-2", "2026-11-27T10:00:00.5Z"))))  # builder + Python rows
+    result = transform.transform_batch(bucket.source(), bucket.objects, mav="t", staging_dir=str(tmp_path / "s"))
+    outcomes = {o.key: o for o in result.outcomes}
+    assert outcomes[bad].status == transform.QUARANTINED and outcomes[bad].events == 0
+    assert "OverflowError while converting its records" in outcomes[bad].reason
+    assert sorted(r["event_id"] for r in read_staged(result)) == ["g-0", "g-1", "g-2"]
+    assert result.rows == 3 and bad not in result.dates
