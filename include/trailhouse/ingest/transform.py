@@ -358,11 +358,11 @@ def _quarantine(result: BatchResult, failed: dict[str, str]) -> None:
 
 
 def _check_downloads(failures: list[str], objects: int) -> None:
-    """DownloadError if any GET failed: the whole batch is retried and nothing of it is ledgered."""
+    """DownloadError if any GET failed: nothing of the batch is loaded, its keys stay pending."""
     if failures:
         raise DownloadError(
-            f"{len(failures)} of {objects} objects could not be downloaded; the task will be "
-            f"retried. First: {failures[0]}"
+            f"{len(failures)} of {objects} objects could not be downloaded: nothing of this batch was loaded "
+            f"and its files stay pending for the task's next try or the next run. First: {failures[0]}"
         )
 
 

@@ -195,7 +195,7 @@ def test_permanent_get_failure_fails_the_batch_without_staging(direct: Run, prox
     report("permanent GET failure", proxy, time.monotonic() - t0)
     message = str(err.value)
     assert f"1 of {len(objects)} objects could not be downloaded" in message
-    assert "the task will be retried" in message
+    assert "its files stay pending" in message
     assert f"{broken}: SourceError: S3 GET s3://{BUCKET}/{broken}" in message
     assert "failed after 8 retries: ServiceUnavailable (Service is unable to handle request.)" in message
     assert os.environ["AWS_ACCESS_KEY_ID"] not in message and os.environ["AWS_SECRET_ACCESS_KEY"] not in message
