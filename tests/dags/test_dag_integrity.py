@@ -27,11 +27,15 @@ def test_one_dag_per_mav_file_and_broken_files_skipped(th_home: Path, airflow_db
     assert bag.import_errors == {}
     assert set(bag.dag_ids) == {"trailhouse_mav_alpha", "trailhouse_mav_beta", "trailhouse_maintenance"}
     dag = bag.get_dag("trailhouse_mav_beta")
-    assert set(dag.task_ids) == {"validate_access", "discover", "transform", "commit", "evaluate_rules", "notify"}
+    assert set(dag.task_ids) == {"validate_access", "discover", "transform", "commit", "evaluate_rules", "notify",
+                                 "run_verdict"}
+    # The verdict hangs below every task and runs only when one failed: Airflow judges the run by it.
+    verdict = dag.get_task("run_verdict")
+    assert verdict.upstream_task_ids == set(dag.task_ids) - {"run_verdict"} and verdict.trigger_rule == "one_failed"
     assert dag.max_active_runs == 1
     assert "trailhouse" in dag.tags
     assert dag.catchup is False
-    assert all(t.retries >= 1 for t in dag.tasks)
+    assert all(t.retries >= 1 for t in dag.tasks if t.task_id != "run_verdict")  # the verdict has nothing to retry
     assert dag.timetable.expression == "0 * * * *"
     assert dag.get_task("commit").trigger_rule == "all_done"  # a failed batch does not hold back the others
     assert dag.get_task("commit").upstream_task_ids == {"transform", "discover"}

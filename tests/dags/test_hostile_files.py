@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.faultproxy import FaultProxy
 from trailhouse import settings
 from trailhouse.airflow_env import store_connection
 from trailhouse.config import Mav, save_mav
 from trailhouse.db import appdb
 from trailhouse.deployment import Deployment
+from trailhouse.dev.faultproxy import FaultProxy
 from trailhouse.dev.hostile import envelope, hostile_files, odd_records
 from trailhouse.dev.synth.files import late_file, write_to_s3
 from trailhouse.dev.synth.world import SynthSpec
@@ -85,12 +85,15 @@ def test_hostile_files_are_quarantined_and_a_failed_batch_does_not_hold_back_the
         assert unevaluated == 0  # the committed batches went on to rule evaluation and notification
         assert {t: first["task_states"][t] for t in ("commit", "evaluate_rules", "notify")} == dict.fromkeys(
             ("commit", "evaluate_rules", "notify"), ["success"])
+        # ...and Airflow still calls the DAG run failed (its alerting and UI rely on that).
+        assert first["dag_run_state"] == "failed" and first["task_states"]["run_verdict"] == ["failed"]
 
         # S3 serves the object again; by the next run its day folder is out of the look-back,
         # and the ledger still brings it back. Nothing else is loaded twice.
         proxy.clear()
         later = runs.run_mav(Deployment(), "hostile", at=AT + timedelta(days=5))
     assert later["failed_tasks"] == [] and later["status"] == "success"
+    assert later["dag_run_state"] == "success" and later["task_states"]["run_verdict"] == ["skipped"]
     assert later["objects_loaded"] == 1 and later["events_loaded"] == 5
     assert _events() == {**loaded, blocked: 5}
     con = Warehouse(settings.load().warehouse_uri).duckdb()

@@ -167,9 +167,11 @@ def test_a_failed_run_says_why(th_home: Path, airflow_db: None, tmp_path: Path,
     from trailhouse.config import Mav, save_mav
 
     save_mav(settings.load().mav_dir, Mav(name="gone", path=str(tmp_path / "no-such-folder")))
+    result = runs.run_mav(Deployment(), "gone")
+    assert result["failed_tasks"] == ["validate_access"] and result["dag_run_state"] == "failed"
     assert cli.main(["run", "gone"]) == 1
     out = capsys.readouterr().out
-    assert "FAILED tasks: validate_access" in out
+    assert "FAILED tasks: validate_access\n" in out
     assert "no-such-folder does not exist" in out and "--path" in out
     # commit runs after failed transforms (trigger rule all_done), but not without discover's
     # batches: it is skipped and does not record the run as a success over its failure

@@ -1,4 +1,5 @@
-"""One Airflow DAG per MAV YAML file: validate_access >> discover >> transform[batches] >> commit >> evaluate_rules >> notify."""
+"""One Airflow DAG per MAV YAML file: validate_access >> discover >> transform[batches] >> commit >> evaluate_rules >> notify,
+and run_verdict, which fails the DAG run when any of them failed."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ Reads CloudTrail from `{source}` ({accounts}) with the key pair in the Airflow c
    (also when a transform failed: that batch's keys stay `pending` and are loaded by the next run).
 5. **evaluate_rules** - every enabled rule over the events this run committed; alerts stored deduplicated.
 6. **notify** - one message per recipient per run through the outbox (owners.yaml).
+7. **run_verdict** - skipped when every task succeeded; fails (so the DAG run does) when one did.
 """
 
 
@@ -50,7 +52,26 @@ def build_dag(mav: Mav, *, retries: int = 2) -> Any:
         evaluation = evaluate_rules()
         committed >> evaluation
         notify(evaluation)  # TaskFlow: the XComArg resolves to the dict at run time
+        # Airflow judges a DAG run by its leaves: with commit running after a failed batch
+        # (and skipped after a failed discover), notify alone would call the run a success.
+        upstream = list(dag.tasks)
+        upstream >> _verdict_task()
     return dag
+
+
+def _verdict_task() -> Any:
+    """run_verdict: skipped when every task succeeded; fails the DAG run (no retry) when one failed."""
+    from airflow.sdk import task
+
+    @task(trigger_rule="one_failed", retries=0)
+    def run_verdict() -> None:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(
+            "a task of this run failed (see its log): whatever it did not load stays pending and is "
+            "loaded by the next run; the other tasks' work is committed")
+
+    return run_verdict()
 
 
 def _doc_md(mav: Mav) -> str:
