@@ -50,6 +50,7 @@ class WebLimits:
     query_memory: str  # DuckDB memory_limit of each events query (it spills or fails beyond)
     queries: int  # events queries the server runs at once; more wait for a turn
     heavy_per_user: int  # summaries, exports, previews one user runs at once; more get 429
+    previews: int  # rule previews the server runs at once, all users (their rows are in Python, not DuckDB)
 
 
 def load() -> Settings:
@@ -81,5 +82,6 @@ def load() -> Settings:
             query_memory=os.environ.get("TRAILHOUSE_WEB_QUERY_MEMORY", "192MB"),
             queries=int(os.environ.get("TRAILHOUSE_WEB_QUERIES", 4)),
             heavy_per_user=int(os.environ.get("TRAILHOUSE_WEB_HEAVY_PER_USER", 2)),
+            previews=int(os.environ.get("TRAILHOUSE_WEB_PREVIEWS", 1)),
         ),
     )

@@ -162,3 +162,20 @@ def test_the_summary_counts_what_the_table_holds(client: Any, auth: Any, web: We
     for b in body["series"]:
         start = datetime.fromisoformat(b["start"]).replace(tzinfo=UTC)
         assert b["count"] == df.filter(pl.col("event_time") >= start, pl.col("event_time") < start + size).height
+
+
+def test_rule_previews_run_one_at_a_time_and_a_long_wait_answers_503(client: Any, auth: Any, web: Web,
+                                                                     web_limits: Any) -> None:
+    """A preview's rows and matches live outside DuckDB's memory limit: one at a time, server-wide."""
+    body = {"condition": "event_name = 'ConsoleLogin'"}
+    assert client.post(f"{MOUNT}/api/rules/preview", json=body, headers=auth("olivia")).status_code == 200
+    web_limits(previews=1, query_seconds=0.3)  # after the app's first request, which reads the settings
+    gate = search.LIMITS.preview_gate
+    assert gate.acquire(timeout=1)  # another user's preview, still running
+    try:
+        r = client.post(f"{MOUNT}/api/rules/preview", json=body, headers=auth("olivia"))
+        assert r.status_code == 503 and r.headers["retry-after"] == str(limits.RETRY_AFTER_SECONDS)
+        assert "TRAILHOUSE_WEB_PREVIEWS" in r.json()["detail"]
+    finally:
+        gate.release()
+    assert client.post(f"{MOUNT}/api/rules/preview", json=body, headers=auth("olivia")).status_code == 200

@@ -138,9 +138,25 @@ def _columns_for(condition: str) -> list[str]:
 
 
 def preview(dep: Deployment, caller: Caller, condition: str, accounts: list[str], *, now: datetime | None = None) -> Preview:
-    """Run a condition over the last 24 hours of the caller's events (and the rule's accounts), saving nothing."""
+    """Run a condition over the last 24 hours of the caller's events (and the rule's accounts), saving nothing.
+
+    The rows and the matches of a preview live in Python and Arrow, outside DuckDB's memory
+    limit (~400 MiB for 190,000 events): at most `TRAILHOUSE_WEB_PREVIEWS` run at once in
+    the server, the others wait for a turn (up to the time budget, then Busy).
+    """
     no_nul(condition=condition)
     condition = rules.validate_condition(condition)  # UnsafeCondition names the problem
+    limits = search.LIMITS
+    if not limits.preview_gate.acquire(timeout=limits.seconds):
+        raise search.Busy("the server is running as many rule previews as it may at once "
+                          "(TRAILHOUSE_WEB_PREVIEWS): try again in a few seconds")
+    try:
+        return _preview(dep, caller, condition, accounts, now)
+    finally:
+        limits.preview_gate.release()
+
+
+def _preview(dep: Deployment, caller: Caller, condition: str, accounts: list[str], now: datetime | None) -> Preview:
     end = now or datetime.now(UTC)
     start = end - timedelta(hours=PREVIEW_HOURS)
     requested = set(accounts)

@@ -257,6 +257,8 @@ class _Limits:
     memory: str = "192MB"
     slots: int = 4
     gate: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(4))
+    previews: int = 1
+    preview_gate: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(1))
 
 
 LIMITS = _Limits()
@@ -266,9 +268,10 @@ def configure(limits: Any) -> None:
     """The web server's limits (`settings.WebLimits`): each events query's time budget and
     DuckDB memory, and how many run at once (their memory times this bounds the server's)."""
     global LIMITS
-    if (limits.query_seconds, limits.query_memory, limits.queries) != (LIMITS.seconds, LIMITS.memory, LIMITS.slots):
-        LIMITS = _Limits(float(limits.query_seconds), str(limits.query_memory), int(limits.queries),
-                         threading.BoundedSemaphore(int(limits.queries)))
+    wanted = (float(limits.query_seconds), str(limits.query_memory), int(limits.queries), int(limits.previews))
+    if wanted != (LIMITS.seconds, LIMITS.memory, LIMITS.slots, LIMITS.previews):
+        LIMITS = _Limits(wanted[0], wanted[1], wanted[2], threading.BoundedSemaphore(wanted[2]),
+                         wanted[3], threading.BoundedSemaphore(wanted[3]))
 
 
 @atexit.register
