@@ -74,6 +74,7 @@ def test_hostile_files_are_quarantined_and_a_failed_batch_does_not_hold_back_the
         assert sum(loaded.values()) == written.unique_events + len(odd)
         assert blocked not in loaded and not set(hostile) & set(loaded)
         assert first["status"] == "failed" and "their 1 objects stay pending" in first["message"]
+        assert "AccessDenied" in first["message"], "the message keeps the failed batch's own error"
 
         eng = appdb.engine(settings.load().app_db_url)
         led = appdb.ledger.c

@@ -194,10 +194,13 @@ def commit_step(dep: Deployment, mav: Mav, run_id: str, results: list[dict[str, 
         )
     pending = [(b["index"], key, etag, size) for b in failed for key, etag, size in b["objects"]]
     if pending:
+        # A failed transform recorded its error on the run (guarded): keep it in the message.
+        why = previous.get("message") or ""
+        why = why if why.startswith("transform:") else "the transform task's log says why"
         figures.update(status="failed", message=(
             f"transform failed for {len(failed)} of {len(discovered or [])} batches (batch "
             f"{', '.join(str(b['index']) for b in failed[:10])}): their {len(pending)} objects stay pending and "
-            "the next run loads them; the other batches were committed. The transform task's log says why")[:2000])
+            f"the next run loads them; the other batches were committed. {why}")[:2000])
     appdb.record_objects(
         eng,
         mav.name,
