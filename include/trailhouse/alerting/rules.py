@@ -222,6 +222,7 @@ def validate_condition(text: str) -> str:
     if len(trees) != 1 or trees[0] is None:
         raise UnsafeCondition("a condition is exactly one boolean expression")
     tree = trees[0]
+    _check_patterns(tree)
     banned = (exp.Query, exp.Subquery, exp.Command, exp.Copy, exp.Attach, exp.Drop, exp.Create, exp.Insert,
               exp.Update, exp.Delete, exp.Pragma, exp.Set, exp.Use, exp.Table, exp.Star, exp.Placeholder)
     for node in tree.walk():
@@ -246,6 +247,26 @@ def validate_condition(text: str) -> str:
     if not isinstance(tree, (exp.Predicate, exp.Connector, exp.Not, exp.Paren, exp.Boolean, exp.Func)):
         raise UnsafeCondition("the condition must be a boolean expression (a comparison, IN, LIKE, AND/OR, ...)")
     return stripped
+
+
+def _check_patterns(tree: Any) -> None:
+    """Every regular expression of the condition a string literal in the safe subset (alerting.regex)."""
+    from sqlglot import exp
+
+    from trailhouse.alerting import regex
+
+    kinds = (exp.RegexpLike, exp.RegexpILike, exp.RegexpFullMatch, exp.SimilarTo)
+    for node in tree.find_all(*kinds):
+        pattern, flags = node.args.get("expression"), node.args.get("flag") or node.args.get("options")
+        for what, arg in (("pattern", pattern), ("options", flags)):
+            if arg is not None and not (isinstance(arg, exp.Literal) and arg.is_string):
+                raise UnsafeCondition(f"the {what} of {node.sql(dialect='duckdb')[:80]} must be a string literal "
+                                      "('...'), not a column or an expression: a pattern made from event values "
+                                      "would be compiled anew for every event")
+        try:
+            regex.check(pattern.this if pattern is not None else "", flags.this if flags is not None else "")
+        except regex.UnsafePattern as exc:
+            raise UnsafeCondition(str(exc)) from None
 
 
 # --- evaluation -----------------------------------------------------------------------------

@@ -143,3 +143,21 @@ def test_alerts_ack_resolve_reopen_only_by_the_accounts_owners_or_admins(th_home
     assert f"alert {alert_id} is acknowledged (by olivia" in capsys.readouterr().out
     assert cli.main(["alerts", "resolve", str(alert_id), "--as", "ada"]) == 0
     assert alerts.get(eng, alert_id)["status"] == "resolved"
+
+
+STALL = "regexp_matches(coalesce(user_agent,''), '((((a*)*)*)*){1000}b')"
+
+
+def test_a_runaway_regular_expression_is_refused_when_a_rule_is_added(th_home: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["users", "grant", "olivia", "--owner", "111122223333"]) == 0
+    assert cli.main(["rules", "add", "--as", "olivia", "--id", "olivia-stall", "--title", "x", "--severity", "low",
+                     "--condition", STALL, "--accounts", "111122223333"]) == 2
+    err = capsys.readouterr().err
+    assert "nested quantifier" in err and "'((((a*)*)*)*){1000}b'" in err
+    assert cli.main(["rules", "add", "--as", "olivia", "--id", "olivia-ok", "--title", "x", "--severity", "low",
+                     "--condition", "event_name = 'x'", "--accounts", "111122223333"]) == 0
+    assert cli.main(["rules", "update", "olivia-ok", "--as", "olivia", "--condition",
+                     "regexp_matches(user_agent, '(aws)\\1')"]) == 2
+    assert "backreferences" in capsys.readouterr().err
+
