@@ -56,6 +56,9 @@ def print_summary(s: dict[str, Any]) -> None:
         print(f"  partitions: {', '.join('event_date=' + p for p in s['partitions'])}")
     for q in s.get("quarantined", []):
         print(f"  quarantined {q['key']}: {q['reason']}")
+    for rp in s.get("rule_problems", []):
+        print(f"  rule {rp['rule_id']} {'cut short' if rp['kind'] == 'truncated' else 'SKIPPED'} ({rp['kind']}): "
+              f"{rp['detail']}")
     if s["failed_tasks"]:
         print(f"  FAILED tasks: {', '.join(s['failed_tasks'])}")
         if s.get("message"):

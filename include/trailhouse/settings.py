@@ -5,11 +5,17 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 # The repo is the deployment unit (dags/, plugins/, include/ side by side), so defaults are
 # anchored on it rather than on the caller's working directory, which differs between the
 # CLI, the scheduler and a Celery worker.
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+# What one rule may cost per evaluation (docs/rules.md, "Limits per rule"): seconds of DuckDB time,
+# and matches collected per run. 0 in the environment means no limit.
+DEFAULT_RULE_TIME_BUDGET = 30.0
+DEFAULT_RULE_MAX_MATCHES = 10_000
 
 
 def owner_only() -> None:
@@ -39,6 +45,8 @@ class Settings:
     base_url: str
     fault: str | None
     web: WebLimits
+    rule_time_budget: float | None = DEFAULT_RULE_TIME_BUDGET
+    rule_max_matches: int | None = DEFAULT_RULE_MAX_MATCHES
 
 
 @dataclass(frozen=True)
@@ -84,4 +92,21 @@ def load() -> Settings:
             heavy_per_user=int(os.environ.get("TRAILHOUSE_WEB_HEAVY_PER_USER", 2)),
             previews=int(os.environ.get("TRAILHOUSE_WEB_PREVIEWS", 1)),
         ),
+        rule_time_budget=_positive(float, "TRAILHOUSE_RULE_TIME_BUDGET", DEFAULT_RULE_TIME_BUDGET),
+        rule_max_matches=_positive(int, "TRAILHOUSE_RULE_MAX_MATCHES", DEFAULT_RULE_MAX_MATCHES),
     )
+
+
+def _positive(kind: type[float] | type[int], name: str, default: float) -> Any:
+    """A limit from the environment: a positive number, 0 for none (None), or the default when unset."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = kind(text)
+    except ValueError:
+        raise ValueError(f"{name}={text!r} is not a number: set it to a positive {kind.__name__}, "
+                         "or 0 for no limit") from None
+    if value < 0:
+        raise ValueError(f"{name}={text!r} is negative: set it to a positive {kind.__name__}, or 0 for no limit")
+    return value or None

@@ -152,3 +152,29 @@ def set_enabled(eng: sa.Engine, actor: Actor, rule_id: str, enabled: bool) -> No
                                                              updated_by=actor.username, updated_at=appdb.now()))
         return
     update_rule(eng, actor, rule_id, enabled=enabled)
+
+
+def sees_problems(actor: Actor, rule: Rule) -> bool:
+    """Who is shown a rule's problems (stopped, failed, refused, cut short): security
+    administrators, and for a custom rule its owner and whoever may change it."""
+    if actor.is_admin:
+        return True
+    if rule.builtin:
+        return False
+    return rule.owner == actor.username or (bool(rule.scope_accounts) and set(rule.scope_accounts) <= actor.accounts)
+
+
+def rule_problems(eng: sa.Engine, actor: Actor | None, *, rule_id: str | None = None,
+                  limit: int = 50) -> list[dict[str, Any]]:
+    """The recorded problems of rules, newest first; with an actor, only those of rules they are shown
+    (a rule deleted since: its owner and administrators)."""
+    rows = appdb.latest_rule_problems(eng, rule_id=rule_id, limit=limit if actor is None else max(limit, 1000))
+    if actor is None or actor.is_admin:
+        return rows[:limit]
+    by_id = {r.id: r for r in all_rules(eng)}
+
+    def shown(row: dict[str, Any]) -> bool:
+        rule = by_id.get(row["rule_id"])
+        return sees_problems(actor, rule) if rule is not None else row["owner"] == actor.username
+
+    return [r for r in rows if shown(r)][:limit]

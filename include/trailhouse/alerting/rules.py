@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from trailhouse.alerting import attack
 from trailhouse.common import PRINCIPAL_PRECEDENCE, PRINCIPAL_SQL, SEVERITIES, Severity, sql_literal  # noqa: F401  (SEVERITIES: re-exported)
 from trailhouse.config import ConfigError
-from trailhouse.settings import PROJECT_ROOT
+from trailhouse.settings import DEFAULT_RULE_MAX_MATCHES, DEFAULT_RULE_TIME_BUDGET, PROJECT_ROOT, Settings
 from trailhouse.warehouse.schema import COLUMNS
 
 RULES_DIR = PROJECT_ROOT / "sql" / "rules"
@@ -222,6 +222,7 @@ def validate_condition(text: str) -> str:
     if len(trees) != 1 or trees[0] is None:
         raise UnsafeCondition("a condition is exactly one boolean expression")
     tree = trees[0]
+    _check_patterns(tree)
     banned = (exp.Query, exp.Subquery, exp.Command, exp.Copy, exp.Attach, exp.Drop, exp.Create, exp.Insert,
               exp.Update, exp.Delete, exp.Pragma, exp.Set, exp.Use, exp.Table, exp.Star, exp.Placeholder)
     for node in tree.walk():
@@ -248,6 +249,26 @@ def validate_condition(text: str) -> str:
     return stripped
 
 
+def _check_patterns(tree: Any) -> None:
+    """Every regular expression of the condition a string literal in the safe subset (alerting.regex)."""
+    from sqlglot import exp
+
+    from trailhouse.alerting import regex
+
+    kinds = (exp.RegexpLike, exp.RegexpILike, exp.RegexpFullMatch, exp.SimilarTo)
+    for node in tree.find_all(*kinds):
+        pattern, flags = node.args.get("expression"), node.args.get("flag") or node.args.get("options")
+        for what, arg in (("pattern", pattern), ("options", flags)):
+            if arg is not None and not (isinstance(arg, exp.Literal) and arg.is_string):
+                raise UnsafeCondition(f"the {what} of {node.sql(dialect='duckdb')[:80]} must be a string literal "
+                                      "('...'), not a column or an expression: a pattern made from event values "
+                                      "would be compiled anew for every event")
+        try:
+            regex.check(pattern.this if pattern is not None else "", flags.this if flags is not None else "")
+        except regex.UnsafePattern as exc:
+            raise UnsafeCondition(str(exc)) from None
+
+
 # --- evaluation -----------------------------------------------------------------------------
 
 
@@ -261,13 +282,49 @@ class Match:
     period_start: datetime | None
 
 
+# The kinds of Problem: the first three skip the rule for the run, TRUNCATED keeps its first matches.
+TIMEOUT, ERROR, REFUSED, TRUNCATED = "timeout", "error", "refused", "truncated"
+SKIPPED = frozenset({TIMEOUT, ERROR, REFUSED})
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What went wrong with one rule in one evaluation. `detail` names the rule's columns and the
+    limit, never a value of an event (it goes to task logs, XCom, the app database and the UI)."""
+    rule_id: str
+    kind: str  # TIMEOUT | ERROR | REFUSED | TRUNCATED
+    detail: str
+    owner: str | None = None  # the custom rule's owner (None: a built-in rule)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one rule may cost per evaluation: seconds of DuckDB time (interrupted past it, the
+    rule skipped) and matches a custom rule collects (the earliest kept past it); None: no limit."""
+    time_budget: float | None = DEFAULT_RULE_TIME_BUDGET
+    max_matches: int | None = DEFAULT_RULE_MAX_MATCHES
+
+    @classmethod
+    def of(cls, settings: Settings) -> Limits:
+        return cls(settings.rule_time_budget, settings.rule_max_matches)
+
+
+DEFAULT_LIMITS = Limits()
+NO_LIMITS = Limits(None, None)
+
+
 @dataclass
 class Evaluation:
-    """What evaluating rules over events gave: the matches, and the error of each rule that failed
-    (one broken rule never hides the others' matches).
+    """What evaluating rules over events gave: the matches, and each rule's problem: skipped
+    (failed, out of time, or refused) or truncated. One bad rule never hides the others' matches.
     """
     matches: list[Match] = field(default_factory=list)
-    errors: dict[str, str] = field(default_factory=dict)
+    problems: dict[str, Problem] = field(default_factory=dict)
+
+    @property
+    def errors(self) -> dict[str, str]:
+        """{rule id: why} of the rules that were skipped (no matches from them)."""
+        return {k: p.detail for k, p in self.problems.items() if p.kind in SKIPPED}
 
 
 def _like_any(column: str, patterns: Sequence[str]) -> str:
@@ -491,13 +548,17 @@ def _string_constant(node: Any) -> str | None:
     return None
 
 
-def evaluate(con: RuleConnection, rules: Iterable[Rule]) -> Evaluation:
+def evaluate(con: RuleConnection, rules: Iterable[Rule], limits: Limits = DEFAULT_LIMITS) -> Evaluation:
     """Run every rule over `events` (threshold rules count `history` too); one Match per row,
     each rule's in (event_time, event_id) order.
 
     A rule's query reads only the events of the sources its condition can match (see
     rule_sources) and returns row numbers; the alert fields are computed once, for the union
-    of the matched rows.
+    of the matched rows. Each rule runs within `limits`: past its time budget DuckDB is
+    interrupted and the rule skipped, past its match cap (custom rules: built-in ones are
+    reviewed and measured) only the earliest matches are kept;
+    either is a Problem of the result, as is a failure (its message rewritten so that it names
+    the rule's columns, never a value) and a custom condition the current check refuses.
     """
     import duckdb
 
@@ -507,30 +568,96 @@ def evaluate(con: RuleConnection, rules: Iterable[Rule]) -> Evaluation:
     hits: list[tuple[Rule, list[int]]] = []
     with duckdb.connect(config={"threads": 2}) as aux:  # our own queries over rows already picked
         for rule, predicate, sources in zip(rules, predicates, rule_sources(predicates), strict=True):
+            if not rule.builtin:
+                try:  # stored before the check was what it is now, or written to the database by hand
+                    validate_condition(rule.condition)
+                except UnsafeCondition as exc:
+                    out.problems[rule.id] = Problem(rule.id, REFUSED, f"its condition is refused by the custom-rule "
+                                                    f"check: {exc}; change the condition", rule.owner)
+                    continue
+            # Built-in rules are reviewed and measured (make bench): no cap cuts their alerts short.
+            cap = None if rule.builtin else limits.max_matches
+            deadline = _Deadline(limits.time_budget, (con.con, aux))
             try:
-                hits.append((rule, _matched_rows(con, aux, rule, predicate, sources)))
+                with deadline:
+                    rows = _matched_rows(con, aux, rule, predicate, sources, cap)
             except Exception as exc:  # one broken rule must not hide the others' alerts
-                out.errors[rule.id] = f"{type(exc).__name__}: {exc}"
+                if deadline.expired:
+                    out.problems[rule.id] = Problem(rule.id, TIMEOUT, (
+                        f"took longer than its time budget of {limits.time_budget:g} s (TRAILHOUSE_RULE_TIME_BUDGET) "
+                        "and was stopped: no alerts from it in this run; narrow the condition "
+                        "(an event_source = '...' conjunct makes it read only that service's events)"), rule.owner)
+                else:
+                    out.problems[rule.id] = Problem(rule.id, ERROR, error_text(rule, exc), rule.owner)
+                continue
+            if cap is not None and len(rows) > cap:
+                rows = rows[:cap]
+                out.problems[rule.id] = Problem(rule.id, TRUNCATED, (
+                    f"matched more than {cap:,} events (TRAILHOUSE_RULE_MAX_MATCHES): alerts were raised for the "
+                    f"earliest {cap:,}, the later matches of this run were not collected; narrow the condition"),
+                    rule.owner)
+            hits.append((rule, rows))
         fields = _alert_fields(aux, con.tables["events"], sorted({r for _, rows in hits for r in rows}))
     for rule, rows in hits:
         out.matches.extend(_matches(rule, sorted((fields[r] for r in rows), key=_event_order)))
     return out
 
 
-def _matched_rows(con: RuleConnection, aux: Any, rule: Rule, predicate: str, sources: frozenset[str] | None) -> list[int]:
-    """The `_row` numbers of the events that fire `rule`."""
-    def rows(kind: str) -> Any:
-        return con.sql(f"SELECT _row FROM {con.relation(kind, sources)} WHERE {predicate}").to_arrow_table().column(0)
+class _Deadline:
+    """Interrupts `connections` once `seconds` have passed (and again every 50 ms until the block
+    ends: DuckDB checks between vectors of rows, and the block may start another query)."""
 
+    def __init__(self, seconds: float | None, connections: Sequence[Any]) -> None:
+        import threading
+
+        self.seconds, self.connections = seconds, connections
+        self.expired = False
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _watch(self) -> None:
+        assert self.seconds is not None
+        if self._done.wait(self.seconds):
+            return
+        self.expired = True
+        while True:
+            for c in self.connections:
+                c.interrupt()
+            if self._done.wait(0.05):
+                return
+
+    def __enter__(self) -> _Deadline:
+        import threading
+
+        if self.seconds is not None:
+            self._thread = threading.Thread(target=self._watch, name="rule-deadline", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
+def _matched_rows(con: RuleConnection, aux: Any, rule: Rule, predicate: str, sources: frozenset[str] | None,
+                  cap: int | None) -> list[int]:
+    """The `_row` numbers of the events that fire `rule`, the earliest (event_time, event_id)
+    first; at most `cap` + 1 of them (so that the caller sees the cap was passed)."""
+    limit = "" if cap is None else f" ORDER BY event_time NULLS LAST, event_id LIMIT {cap + 1}"
     if rule.threshold is None:
-        return rows("events").to_pylist()
-    new, old = (con.tables[k].take(rows(k)) for k in ("events", "history"))
-    return _crossed(aux, rule.threshold, new, old)
+        return con.sql(f"SELECT _row FROM {con.relation('events', sources)} WHERE {predicate}{limit}"
+                       ).to_arrow_table().column(0).to_pylist()
+    wanted = {"_row", "event_time", *_DERIVED_INPUTS, *rule.threshold.group_by}
+    new, old = (con.tables[k].select([c for c in con.tables[k].column_names if c in wanted]).take(
+        con.sql(f"SELECT _row FROM {con.relation(k, sources)} WHERE {predicate}").to_arrow_table().column(0))
+        for k in ("events", "history"))
+    return _crossed(aux, rule.threshold, new, old, cap)
 
 
-def _crossed(aux: Any, t: Threshold, new: Any, old: Any) -> list[int]:
+def _crossed(aux: Any, t: Threshold, new: Any, old: Any, cap: int | None = None) -> list[int]:
     """The `_row` of each of the `new` candidates at which its group's window (counting the `old`
-    candidates too) holds at least `t.count` of them."""
+    candidates too) holds at least `t.count` of them (the earliest `cap` + 1 when capped)."""
     import pyarrow as pa
 
     wanted = {"_row", "event_time", *_DERIVED_INPUTS, *t.group_by}
@@ -542,19 +669,71 @@ def _crossed(aux: Any, t: Threshold, new: Any, old: Any) -> list[int]:
         new.select(cols).cast(schema).append_column("is_new", pa.array([True] * new.num_rows, pa.bool_())),
         old.select(cols).cast(schema).append_column("is_new", pa.array([False] * old.num_rows, pa.bool_())),
     ])
+    limit = "" if cap is None else f" ORDER BY event_time NULLS LAST, _row LIMIT {cap + 1}"
     aux.register("_candidates", candidates)
     try:
         result = aux.execute(f"""
             SELECT _row FROM (
-                SELECT _row, is_new, count(*) OVER (
+                SELECT _row, is_new, event_time, count(*) OVER (
                     PARTITION BY {', '.join(t.group_by)} ORDER BY event_time
                     RANGE BETWEEN INTERVAL {t.window_minutes} MINUTE PRECEDING AND CURRENT ROW
                 ) AS window_count
                 FROM (SELECT *, {_DERIVED_SQL} FROM _candidates)
-            ) WHERE is_new AND window_count >= {t.count}""").fetchall()
+            ) WHERE is_new AND window_count >= {t.count}{limit}""").fetchall()
     finally:
         aux.unregister("_candidates")
     return [r for (r,) in result]
+
+
+# DuckDB's errors quote the value that failed (a user agent, a policy document, ...): a rule's
+# error is rewritten to say what failed where, from these shapes, and never carries the value.
+_DATA_ERRORS = (
+    (re.compile(r"Could not convert string .* to (\w+)", re.S), "a value could not be converted to {0}"),
+    (re.compile(r"invalid (date|timestamp|time|interval)\w* field format", re.S), "a value is not a valid {0}"),
+    (re.compile(r"Malformed JSON", re.S), "a value is not valid JSON"),
+    (re.compile(r"extract specifier", re.S), "a value is not a date part date_trunc or strftime knows"),
+    (re.compile(r"[Oo]verflow", re.S), "a number overflowed"),
+    (re.compile(r"[Oo]ut of [Rr]ange", re.S), "a value is out of range"),
+)
+_SOURCE_COLUMN = re.compile(r"when casting from source column (\w+)")
+# Errors about the condition itself (binding, types, permissions): their text quotes the
+# condition, which the owner wrote, not the events.
+_STATIC = ("BinderException", "ParserException", "CatalogException", "PermissionException", "NotImplementedException")
+
+
+def error_text(rule: Rule, exc: BaseException) -> str:
+    """Why `rule` failed, naming its columns and never a value of the events."""
+    import duckdb
+
+    kind = type(exc).__name__
+    message = str(exc)
+    if not isinstance(exc, duckdb.Error):
+        return f"{kind}: the rule engine failed on this rule (a bug: please report it)"
+    if kind in _STATIC:
+        first = " ".join(message.split("\n\nLINE ")[0].split())
+        return f"{kind}: {first[:400]}"
+    columns = _columns_of(rule.condition)
+    source = _SOURCE_COLUMN.search(message)
+    if source and source.group(1) in COLUMN_NAMES:
+        columns = [source.group(1)]
+    what = next((text.format(*m.groups()) for pattern, text in _DATA_ERRORS if (m := pattern.search(message))),
+                "an event made the condition fail")
+    where = f"column {columns[0]}" if len(columns) == 1 else f"columns {', '.join(columns)}" if columns \
+        else "the condition"
+    hint = " (TRY_CAST gives NULL instead of failing)" if "converted" in what else ""
+    return f"{kind}: {what} in {where}{hint}; the value is not shown. The rule was skipped for these events"
+
+
+def _columns_of(condition: str) -> list[str]:
+    """The columns a condition names, in order of appearance."""
+    import sqlglot
+    from sqlglot import exp
+
+    try:
+        tree = sqlglot.parse_one(condition, dialect="duckdb")
+    except Exception:
+        return []
+    return list(dict.fromkeys(c.name for c in tree.find_all(exp.Column) if c.name in COLUMN_NAMES))
 
 
 def _alert_fields(aux: Any, events: Any, rows: list[int]) -> dict[int, dict[str, Any]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +13,21 @@ from trailhouse import output
 from trailhouse.cli import context
 from trailhouse.common import SEVERITIES
 
+PROBLEM_DAYS = 7  # `rules list` shows a rule's latest problem of this many days
+
 
 def register(sub: Any) -> None:
     rules = sub.add_parser("rules", help="list, test, try and manage alert rules").add_subparsers(metavar="ACTION")
     ls = rules.add_parser("list", help="every rule with its scope, owner and state")
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=cmd_rules_list)
+    pr = rules.add_parser("problems", help="rules stopped at their time budget, failed, refused or cut at the "
+                                           "match cap in recent runs")
+    pr.add_argument("--as", dest="actor", help="only the problems this user is shown (their rules; administrators: all)")
+    pr.add_argument("--rule", help="only this rule id")
+    pr.add_argument("--limit", type=int, default=50)
+    pr.add_argument("--json", action="store_true")
+    pr.set_defaults(func=cmd_rules_problems)
     t = rules.add_parser("test", help="run every rule against its own positive and negative examples")
     t.add_argument("ids", nargs="*", help="only these rule ids")
     t.set_defaults(func=cmd_rules_test)
@@ -76,13 +86,32 @@ def cmd_rules_list(args: argparse.Namespace) -> int:
     with eng.connect() as conn:
         last = dict(conn.execute(sa.select(appdb.alerts.c.rule_id, sa.func.max(appdb.alerts.c.last_event_time))
                                  .group_by(appdb.alerts.c.rule_id)).all())
+    since = appdb.now() - timedelta(days=PROBLEM_DAYS)
+    problem: dict[str, str] = {}
+    for p in appdb.latest_rule_problems(eng, limit=10_000):
+        if p["recorded_at"] >= since:
+            problem.setdefault(p["rule_id"], p["kind"])
     rows = [(r.id, r.severity, "on" if r.enabled else "off", "built-in" if r.builtin else f"custom ({r.owner})",
-             ",".join(r.scope_accounts) or "all", last.get(r.id), r.title) for r in rulebook.all_rules(eng)]
-    cols = ["id", "severity", "state", "kind", "scope", "last_hit", "title"]
+             ",".join(r.scope_accounts) or "all", last.get(r.id), problem.get(r.id, ""), r.title)
+            for r in rulebook.all_rules(eng)]
+    cols = ["id", "severity", "state", "kind", "scope", "last_hit", "problem", "title"]
     if args.json:
         output.print_rows(cols, rows, "json")
     else:
         output.print_rows(cols, rows)
+    return 0
+
+
+def cmd_rules_problems(args: argparse.Namespace) -> int:
+    from trailhouse.alerting import rulebook
+
+    actor = context.actor(args.dep, args.actor) if args.actor else None
+    found = rulebook.rule_problems(args.dep.engine, actor, rule_id=args.rule, limit=args.limit)
+    cols = ["recorded_at", "mav", "run_id", "rule_id", "kind", "detail"]
+    if found or args.json:
+        output.print_rows(cols, [tuple(p[c] for c in cols) for p in found], "json" if args.json else "table")
+    else:
+        print("no rule problems recorded" + (f" that {args.actor} is shown" if actor else ""))
     return 0
 
 
@@ -116,10 +145,11 @@ def cmd_rules_eval(args: argparse.Namespace) -> int:
     selected = [r for r in rulebook.all_rules(args.dep.engine, enabled_only=not args.rule) if not args.rule or r.id in args.rule]
     table = rules.records_table(events, mav="eval")
     con = rules.connect(table)
+    limits = rules.Limits.of(args.dep.settings)
     # Per event, a threshold rule is listed when the event meets its condition; whether the
     # threshold was crossed across the given events is reported on its own lines below.
-    per_event = rules.evaluate(con, [r.model_copy(update={"threshold": None}) for r in selected])
-    crossed = rules.evaluate(con, [r for r in selected if r.threshold])
+    per_event = rules.evaluate(con, [r.model_copy(update={"threshold": None}) for r in selected], limits)
+    crossed = rules.evaluate(con, [r for r in selected if r.threshold], limits)
     hits: dict[str, list[str]] = {}
     for m in per_event.matches:
         hits.setdefault(m.event["event_id"], []).append(m.rule.id)
@@ -130,8 +160,9 @@ def cmd_rules_eval(args: argparse.Namespace) -> int:
         by_rule.setdefault(m.rule.id, []).append(m.event["event_id"])
     for rule_id, ids in sorted(by_rule.items()):
         print(json.dumps({"threshold_crossed": rule_id, "event_ids": ids}))
-    for rule_id, error in {**per_event.errors, **crossed.errors}.items():
-        print(f"error: rule {rule_id}: {error}", file=sys.stderr)
+    for rule_id, problem in {**per_event.problems, **crossed.problems}.items():
+        label = "warning" if problem.kind == rules.TRUNCATED else "error"
+        print(f"{label}: rule {rule_id}: {problem.kind}: {problem.detail}", file=sys.stderr)
     return 0
 
 

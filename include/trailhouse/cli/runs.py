@@ -55,7 +55,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     result = runs.run_mav(args.dep, args.name, quiet=args.json, at=args.at)
     if args.json:
         keys = ("objects_found", "objects_loaded", "objects_quarantined", "events_loaded", "duplicates_dropped",
-                "list_calls", "objects_skipped", "get_calls", "partitions", "run_id", "status", "failed_tasks")
+                "list_calls", "objects_skipped", "get_calls", "partitions", "run_id", "status", "failed_tasks",
+                "rule_problems")
         print(json.dumps({k: result[k] for k in keys}))
     else:
         output.print_summary(result)
@@ -105,8 +106,9 @@ def cmd_status(args: argparse.Namespace) -> int:
             led.c.mav == mav.name, led.c.status == "quarantined")).scalar()
         pending = conn.execute(sa.select(sa.func.count()).where(led.c.mav == mav.name, led.c.status == "pending")).scalar()
     if args.json:
+        problems = appdb.latest_rule_problems(eng, mav=mav.name, run_ids=[r["run_id"] for r in runs], limit=1000)
         print(json.dumps({"mav": mav.name, "runs": runs, "lag": lag, "quarantined_total": quarantined,
-                          "pending_total": pending}, default=str))
+                          "pending_total": pending, "rule_problems": problems}, default=str))
         return 0
     cols = ["run_id", "status", "objects_found", "objects_loaded", "objects_quarantined", "events_loaded",
             "duplicates_dropped", "list_calls", "get_calls", "bytes"]
@@ -117,6 +119,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"objects in quarantine: {quarantined}")
     if pending:
         print(f"objects pending (an earlier transform failed; the next run loads them): {pending}")
+    problems = appdb.latest_rule_problems(eng, mav=mav.name, run_ids=[r["run_id"] for r in runs], limit=20)
+    for p in problems:
+        print(f"rule problem in {p['run_id']}: {p['rule_id']} ({p['kind']}): {p['detail']}")
     return 0
 
 

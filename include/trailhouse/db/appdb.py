@@ -476,3 +476,52 @@ notifications = sa.Table(
     sa.UniqueConstraint("run_id", "recipient", "channel", name="uq_notification_once"),
     sa.Index("ix_notifications_due", "status", "next_attempt_at"),
 )
+
+
+# --- rule problems (migration 0008) ----------------------------------------------------------
+
+# Per run, each rule the evaluation stopped at its time budget, skipped on a failure or a
+# refused stored condition, or whose matches it cut at the cap (alerting.rules.Problem):
+# its owner and the administrators see them on the rule's page and in `trailhouse rules problems`.
+rule_problems = sa.Table(
+    "rule_problems",
+    metadata,
+    sa.Column("mav", sa.String(128), primary_key=True),
+    sa.Column("run_id", sa.String(250), primary_key=True),
+    sa.Column("rule_id", sa.String(128), primary_key=True),
+    # timeout | error | refused | truncated
+    sa.Column("kind", sa.String(16), nullable=False),
+    # names the rule's columns and the limit, never a value of an event
+    sa.Column("detail", sa.Text, nullable=False),
+    # the custom rule's owner when it happened (null: a built-in rule)
+    sa.Column("owner", sa.String(256)),
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_rule_problems_rule", "rule_id", "recorded_at"),
+)
+
+
+def record_rule_problems(eng: sa.Engine, mav: str, run_id: str, problems: Iterable[dict[str, Any]]) -> int:
+    """Replace the run's rule problems with `problems` (rule_id, kind, detail, owner): a retried
+    evaluation records what its own attempt found, once."""
+    rows = [dict(p, mav=mav, run_id=run_id, recorded_at=now()) for p in problems]
+    rp = rule_problems
+    with eng.begin() as conn:
+        conn.execute(rp.delete().where(rp.c.mav == mav, rp.c.run_id == run_id))
+        for chunk in chunks(rows, 500):
+            conn.execute(rp.insert(), chunk)
+    return len(rows)
+
+
+def latest_rule_problems(eng: sa.Engine, *, rule_id: str | None = None, mav: str | None = None,
+                         run_ids: Iterable[str] | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    """Recorded rule problems, newest first: of one rule, one MAV and/or some runs."""
+    rp = rule_problems
+    q = sa.select(rp).order_by(rp.c.recorded_at.desc(), rp.c.rule_id).limit(limit)
+    if rule_id is not None:
+        q = q.where(rp.c.rule_id == rule_id)
+    if mav is not None:
+        q = q.where(rp.c.mav == mav)
+    if run_ids is not None:
+        q = q.where(rp.c.run_id.in_(list(run_ids)))
+    with eng.connect() as conn:
+        return [{**r, "recorded_at": _utc(r["recorded_at"])} for r in conn.execute(q).mappings()]

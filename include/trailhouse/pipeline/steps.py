@@ -235,6 +235,8 @@ def summary(dep: Deployment, mav: Mav, run_id: str) -> dict[str, Any]:
                            "message": row.get("message") or ""}
     out.update({k: int(row.get(k) or 0) for k in keys})
     out["partitions"] = [p for p in (row.get("partitions") or "").split(",") if p]
+    out["rule_problems"] = [{k: p[k] for k in ("rule_id", "kind", "detail")}
+                            for p in appdb.latest_rule_problems(dep.engine, mav=mav.name, run_ids=[run_id], limit=1000)]
     for k in ("interval_start", "interval_end"):
         out[k] = row[k].isoformat() if row.get(k) else None
     return out
@@ -314,7 +316,12 @@ def history_for(dep: Deployment, events: Any, lookback: Any) -> Any:
 
 
 def evaluate_step(dep: Deployment, mav: Mav, run_id: str) -> dict[str, Any]:
-    """Run every enabled rule over the events this run committed; store deduplicated alerts."""
+    """Run every enabled rule over the events this run committed; store deduplicated alerts.
+
+    Each rule runs within the deployment's limits (TRAILHOUSE_RULE_TIME_BUDGET and
+    TRAILHOUSE_RULE_MAX_MATCHES); a rule stopped, failed, refused or cut short is a problem
+    recorded on the run (and shown to its owner), and the other rules' alerts are stored.
+    """
     from trailhouse.alerting import alerts, rulebook, rules
 
     eng = dep.engine
@@ -323,23 +330,33 @@ def evaluate_step(dep: Deployment, mav: Mav, run_id: str) -> dict[str, Any]:
     if events.num_rows == 0:
         _mark_evaluated(eng, mav, keys)
         progress("evaluate_rules: no new events")
-        return {"events": 0, "matches": 0, "new_alerts": [], "rule_errors": {}}
+        return {"events": 0, "matches": 0, "new_alerts": [], "rule_errors": {}, "rule_problems": []}
     lookback = max((r.max_lookback for r in enabled), default=None)
     con = rules.connect(events, history_for(dep, events, lookback))
-    result = rules.evaluate(con, enabled)
-    con.close()
+    try:
+        result = rules.evaluate(con, enabled, rules.Limits.of(dep.settings))
+    finally:
+        con.close()
     # Backfill runs record their alerts; whether they notify is the MAV's choice.
     notify = mav.notify_backfill or not run_id.startswith("backfill__")
     new = alerts.store(eng, result.matches, mav=mav.name, run_id=run_id, notify=notify)
+    problems = [{"rule_id": p.rule_id, "kind": p.kind, "detail": p.detail, "owner": p.owner}
+                for p in result.problems.values()]
+    appdb.record_rule_problems(eng, mav.name, run_id, problems)
     faults.point("evaluate.after_store")
     # After the alerts are stored: a crash before this line re-evaluates these keys, and
     # storing the same matches again changes nothing.
     _mark_evaluated(eng, mav, keys)
-    for rule_id, error in result.errors.items():
-        log.error("rule %s failed: %s", rule_id, error)
-    progress("evaluate_rules: %d rules over %d events: %d matches, %d new alerts%s", len(enabled), events.num_rows,
-             len(result.matches), len(new), f", {len(result.errors)} rules FAILED" if result.errors else "")
-    return {"events": events.num_rows, "matches": len(result.matches), "new_alerts": new, "rule_errors": result.errors}
+    for p in result.problems.values():
+        # The detail names the rule's columns and limits, never an event's values.
+        (log.warning if p.kind == rules.TRUNCATED else log.error)("rule %s: %s: %s", p.rule_id, p.kind, p.detail)
+    skipped = sum(1 for p in result.problems.values() if p.kind in rules.SKIPPED)
+    truncated = len(result.problems) - skipped
+    progress("evaluate_rules: %d rules over %d events: %d matches, %d new alerts%s%s", len(enabled), events.num_rows,
+             len(result.matches), len(new), f", {skipped} rules SKIPPED (see trailhouse rules problems)" if skipped else "",
+             f", {truncated} rules cut at the match cap" if truncated else "")
+    return {"events": events.num_rows, "matches": len(result.matches), "new_alerts": new, "rule_errors": result.errors,
+            "rule_problems": [{k: v for k, v in p.items() if k != "owner"} for p in problems]}
 
 
 def _mark_evaluated(eng: Any, mav: Mav, keys: list[str]) -> None:

@@ -272,7 +272,8 @@ def preview_rule(caller: CallerDep, dep: DeploymentDep, body: PreviewIn) -> dict
     with domain_errors():
         p = data.preview(dep, caller, body.condition, body.accounts)
     return {"accounts": p.accounts, "not_yours": p.not_yours, "start": p.start, "end": p.end, "events": p.events,
-            "capped": p.capped, "matches": p.matches, "alerts": p.alerts, "examples": p.rows}
+            "capped": p.capped, "matches": p.matches, "matches_capped": p.matches_capped, "alerts": p.alerts,
+            "examples": p.rows}
 
 
 @router.get("/rules/{rule_id}", summary="One rule")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import threading
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -97,10 +96,19 @@ def all_rules(dep: Deployment, caller: Caller) -> list[dict[str, Any]]:
     return [rule_view(caller, r, hits) for r in rules_in_force(dep.engine)]
 
 
+RULE_PROBLEMS_SHOWN = 20
+
+
 def find_rule(dep: Deployment, caller: Caller, rule_id: str) -> dict[str, Any] | None:
+    """One rule as the pages and the API show it; with the problems of its recent runs (stopped,
+    failed, refused, cut short) when the caller is its owner, may change it, or is an administrator."""
     for r in rules_in_force(dep.engine):
         if r.id == rule_id:
-            return rule_view(caller, r, last_hits(dep.engine))
+            view = rule_view(caller, r, last_hits(dep.engine))
+            view["problems"] = [{k: p[k] for k in ("recorded_at", "mav", "run_id", "kind", "detail")}
+                                for p in appdb.latest_rule_problems(dep.engine, rule_id=r.id, limit=RULE_PROBLEMS_SHOWN)
+                                ] if rulebook.sees_problems(caller.actor, r) else []
+            return view
     return None
 
 
@@ -125,6 +133,7 @@ class Preview:
     matches: int
     alerts: int
     rows: list[dict[str, Any]] = field(default_factory=list)
+    matches_capped: bool = False  # more matched than the match cap (TRAILHOUSE_RULE_MAX_MATCHES)
 
 
 def _columns_for(condition: str) -> list[str]:
@@ -176,34 +185,28 @@ def _preview(dep: Deployment, caller: Caller, condition: str, accounts: list[str
     rule = rules.Rule(id="preview.rule", title="preview", severity="info", condition=condition, builtin=False,
                       scope_accounts=sorted(allowed) if allowed else [])
     rcon = rules.connect(table)
-    # The condition's run shares the request's time budget: an interrupt stops it (TooBig).
-    fired = threading.Event()
-
-    def stop() -> None:
-        fired.set()
-        rcon.interrupt()
-
-    timer = threading.Timer(search.LIMITS.seconds, stop)
-    timer.daemon = True
-    timer.start()
+    # The pipeline's limits, within the request's time budget: a condition a run would stop or
+    # cut short is told so here, and past the budget DuckDB is interrupted (TooBig).
+    limits = rules.Limits.of(dep.settings)
+    budgets = [b for b in (limits.time_budget, search.LIMITS.seconds) if b]
+    limits = rules.Limits(min(budgets) if budgets else None, limits.max_matches)
     try:
-        result = rules.evaluate(rcon, [rule]) if allowed is None or allowed else rules.Evaluation()
+        result = rules.evaluate(rcon, [rule], limits) if allowed is None or allowed else rules.Evaluation()
     finally:
-        timer.cancel()
-        timer.join()
         rcon.close()
-    if fired.is_set():
-        raise search.TooBig(f"the condition ran longer than the server gives one preview ({search.LIMITS.seconds:g} s, "
-                            "TRAILHOUSE_WEB_QUERY_SECONDS): name the event_source or event_name it is about, "
-                            "or fewer accounts")
-    if result.errors:
-        raise ValueError(f"the condition failed on the events: {result.errors[rule.id]}")
+    problem = result.problems.get(rule.id)
+    if problem is not None and problem.kind == rules.TIMEOUT:
+        raise search.TooBig(f"the condition ran longer than the server gives one preview ({limits.time_budget:g} s, the "
+                            "smaller of TRAILHOUSE_WEB_QUERY_SECONDS and TRAILHOUSE_RULE_TIME_BUDGET, at which a run "
+                            "stops a rule): name the event_source or event_name it is about, or fewer accounts")
+    if problem is not None and problem.kind in rules.SKIPPED:
+        raise ValueError(f"the condition failed on the events: {problem.detail}")
     matched = sorted((m.event for m in result.matches),
                      key=lambda e: e.get("event_time") or datetime.min.replace(tzinfo=UTC), reverse=True)
     return Preview(condition=condition, accounts=sorted(allowed) if allowed is not None else None,
                    not_yours=not_yours, start=start, end=end, events=table.num_rows, capped=capped,
                    matches=len(result.matches), alerts=len({m.dedup_hash for m in result.matches}),
-                   rows=matched[:PREVIEW_SHOWN])
+                   rows=matched[:PREVIEW_SHOWN], matches_capped=problem is not None and problem.kind == rules.TRUNCATED)
 
 
 # --- MAVs -----------------------------------------------------------------------------------

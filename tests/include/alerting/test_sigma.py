@@ -302,6 +302,8 @@ REFUSALS: list[tuple[str, dict[str, Any], Any, str]] = [
     ("resources list", {"sel": {"resources.ARN|contains": "bucket"}}, "sel", "'resources.*' is a list"),
     ("regex RE2 cannot run", {"sel": {"userAgent|re": "(?<=aws)-cli"}}, "sel", "invalid"),
     ("regex with -- in a class", {"sel": {"userAgent|re": "[+--]x"}}, "sel", "'--' inside a character class"),
+    ("regex outside the safe subset", {"sel": {"userAgent|re": "((((a*)*)*)*){1000}b"}}, "sel", "nested quantifier"),
+    ("regex repeated too often", {"sel": {"userAgent|re": "(x|y){1000}"}}, "sel", "repetition count {1000} is above 100"),
     ("aggregation", {"sel": {"eventName": "GetSecretValue"}}, "sel | count() by userIdentity.arn > 20",
      "an aggregation (| count() ...)"),
     ("near", {"sel": {"eventName": "A"}, "other": {"eventName": "B"}}, "sel | near other", "the near operator"),

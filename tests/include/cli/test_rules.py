@@ -143,3 +143,34 @@ def test_alerts_ack_resolve_reopen_only_by_the_accounts_owners_or_admins(th_home
     assert f"alert {alert_id} is acknowledged (by olivia" in capsys.readouterr().out
     assert cli.main(["alerts", "resolve", str(alert_id), "--as", "ada"]) == 0
     assert alerts.get(eng, alert_id)["status"] == "resolved"
+
+
+STALL = "regexp_matches(coalesce(user_agent,''), '((((a*)*)*)*){1000}b')"
+
+
+def test_a_runaway_regular_expression_is_refused_when_a_rule_is_added(th_home: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["users", "grant", "olivia", "--owner", "111122223333"]) == 0
+    assert cli.main(["rules", "add", "--as", "olivia", "--id", "olivia-stall", "--title", "x", "--severity", "low",
+                     "--condition", STALL, "--accounts", "111122223333"]) == 2
+    err = capsys.readouterr().err
+    assert "nested quantifier" in err and "'((((a*)*)*)*){1000}b'" in err
+    assert cli.main(["rules", "add", "--as", "olivia", "--id", "olivia-ok", "--title", "x", "--severity", "low",
+                     "--condition", "event_name = 'x'", "--accounts", "111122223333"]) == 0
+    assert cli.main(["rules", "update", "olivia-ok", "--as", "olivia", "--condition",
+                     "regexp_matches(user_agent, '(aws)\\1')"]) == 2
+    assert "backreferences" in capsys.readouterr().err
+
+
+def test_rules_eval_names_a_failing_rules_column_not_the_value(th_home: Path, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["users", "grant", "olivia", "--owner", "111122223333"]) == 0
+    assert cli.main(["rules", "add", "--as", "olivia", "--id", "olivia-cast", "--title", "x", "--severity", "low",
+                     "--condition", "CAST(user_agent AS INTEGER) > 0", "--accounts", "111122223333"]) == 0
+    events = tmp_path / "e.jsonl"
+    events.write_text(json.dumps(_event(0, {"userAgent": "agent-with-SECRET-token-abc123"})) + "\n")
+    capsys.readouterr()
+    assert cli.main(["rules", "eval", str(events), "--rule", "olivia-cast"]) == 0
+    err = capsys.readouterr().err
+    assert "rule olivia-cast: error:" in err and "column user_agent" in err and "INT32" in err
+    assert "SECRET" not in err
