@@ -309,7 +309,7 @@ def render(outcomes: list[EnvOutcome], command: str) -> str:
     for o in outcomes:
         said = re.sub(r"AWSLogs/\S+?\.json\.gz", "AWSLogs/...json.gz", o.message)
         said = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", said).replace("|", "\\|").replace("\n", " ")
-        said = said if len(said) <= 420 else said[:417] + "..."
+        said = said if len(said) <= 700 else said[:697] + "..."
         rows.append(f"| `{o.fault}` | {o.what} | {o.faulted_run} | {said or '-'} "
                     f"| {'succeeded' if o.recovered else 'FAILED'} | {o.events_lost} | {o.events_duplicated} "
                     f"| {o.alerts_lost} | {o.alerts_duplicated} |")
