@@ -38,12 +38,15 @@ ALERT_FIELDS = ("event_id", "event_time", "event_date", "account_id", "region", 
 
 class Threshold(BaseModel):
     """Fire when `count` matching events of one `group_by` group fall within `window_minutes`
-    (a sliding window); without it every matching event is a match.
+    (a sliding window, on event time); with `distinct: FIELD`, when they hold `count` different
+    values of FIELD (nulls not counted): ten user names failing from one address, thirty event
+    names by one principal. Without a threshold every matching event is a match.
     """
     model_config = ConfigDict(extra="forbid")
     count: int = Field(ge=2)
     window_minutes: int = Field(ge=1, le=24 * 60)
     group_by: list[str] = Field(default_factory=lambda: ["account_id", "source_ip_address"])
+    distinct: str | None = None
 
 
 # One alert per rule, account and principal per UTC day unless a rule says otherwise: what a
@@ -79,6 +82,15 @@ class Example(BaseModel):
     repeat: int = Field(default=1, ge=1, le=100)
     every_seconds: int = Field(default=60, ge=0)
     delete: list[str] = Field(default_factory=list)  # dotted paths removed from the base record
+    # dotted path -> values: the i-th repeat sets the path to values[i % len(values)]
+    vary: dict[str, list[Any]] = Field(default_factory=dict)
+
+    @field_validator("vary")
+    @classmethod
+    def _vary(cls, v: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        if any(not values for values in v.values()):
+            raise ValueError("vary: every path needs at least one value")
+        return v
 
 
 class Examples(BaseModel):
@@ -142,6 +154,10 @@ class Rule(BaseModel):
         for name in [*self.dedup.fields, *(self.threshold.group_by if self.threshold else [])]:
             if name not in COLUMN_NAMES:
                 raise ValueError(f"unknown column {name!r} in dedup/group_by")
+        t = self.threshold
+        if t is not None and t.distinct is not None and (t.distinct not in COLUMN_NAMES or t.distinct in t.group_by):
+            raise ValueError(f"threshold.distinct: {t.distinct!r} must be a column of cloudtrail_events "
+                             "that is not one of group_by (it counts that column's different values per group)")
         return self
 
     @property
@@ -362,6 +378,8 @@ def columns_needed(rules: Iterable[Rule]) -> list[str]:
     for rule in rules:
         words |= set(_WORD.findall(rule_predicate(rule).lower()))
         words |= {*rule.dedup.fields, *(rule.threshold.group_by if rule.threshold else ())}
+        if rule.threshold and rule.threshold.distinct:
+            words.add(rule.threshold.distinct)
     for name, sources in _DERIVED_FROM.items():
         if name in words:
             words |= set(sources)
@@ -648,11 +666,15 @@ def _matched_rows(con: RuleConnection, aux: Any, rule: Rule, predicate: str, sou
     if rule.threshold is None:
         return con.sql(f"SELECT _row FROM {con.relation('events', sources)} WHERE {predicate}{limit}"
                        ).to_arrow_table().column(0).to_pylist()
-    wanted = {"_row", "event_time", *_DERIVED_INPUTS, *rule.threshold.group_by}
+    wanted = {"_row", "event_time", *_DERIVED_INPUTS, *rule.threshold.group_by, *_distinct(rule.threshold)}
     new, old = (con.tables[k].select([c for c in con.tables[k].column_names if c in wanted]).take(
         con.sql(f"SELECT _row FROM {con.relation(k, sources)} WHERE {predicate}").to_arrow_table().column(0))
         for k in ("events", "history"))
     return _crossed(aux, rule.threshold, new, old, cap)
+
+
+def _distinct(t: Threshold) -> tuple[str, ...]:
+    return (t.distinct,) if t.distinct else ()
 
 
 def _crossed(aux: Any, t: Threshold, new: Any, old: Any, cap: int | None = None) -> list[int]:
@@ -660,7 +682,7 @@ def _crossed(aux: Any, t: Threshold, new: Any, old: Any, cap: int | None = None)
     candidates too) holds at least `t.count` of them (the earliest `cap` + 1 when capped)."""
     import pyarrow as pa
 
-    wanted = {"_row", "event_time", *_DERIVED_INPUTS, *t.group_by}
+    wanted = {"_row", "event_time", *_DERIVED_INPUTS, *t.group_by, *_distinct(t)}
     cols = [c for c in new.column_names if c in wanted]
     # Plain types: one of the two tables may hold dictionary-encoded columns (see by_source).
     schema = pa.schema([pa.field(f.name, f.type.value_type) if pa.types.is_dictionary(f.type) else f
@@ -674,7 +696,7 @@ def _crossed(aux: Any, t: Threshold, new: Any, old: Any, cap: int | None = None)
     try:
         result = aux.execute(f"""
             SELECT _row FROM (
-                SELECT _row, is_new, event_time, count(*) OVER (
+                SELECT _row, is_new, event_time, {f"count(DISTINCT {t.distinct})" if t.distinct else "count(*)"} OVER (
                     PARTITION BY {', '.join(t.group_by)} ORDER BY event_time
                     RANGE BETWEEN INTERVAL {t.window_minutes} MINUTE PRECEDING AND CURRENT ROW
                 ) AS window_count
@@ -844,6 +866,12 @@ def example_records(example: Example, seed: str) -> list[dict[str, Any]]:
                 node = node.get(p, {}) if isinstance(node, dict) else {}
             if isinstance(node, dict):
                 node.pop(last, None)
+        for path, values in example.vary.items():
+            node = rec
+            *parents, last = path.split(".")
+            for p in parents:
+                node = node.setdefault(p, {})
+            node[last] = copy.deepcopy(values[i % len(values)])
         if "eventID" not in example.event:
             rec["eventID"] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{seed}/{i}"))
         if i and "eventTime" in rec:

@@ -98,3 +98,36 @@ def test_examples_evaluated_together_are_judged_each_on_its_own_events() -> None
     assert [(r.rule_id, r.example, r.ok) for r in together[:4]] == [
         ("t.a", "pos", True), ("t.a", "neg", True), ("t.b", "pos", True), ("t.b", "neg", True)]
     assert all(r.error for r in together[4:]), "a failing rule's examples carry its error"
+
+
+def test_a_distinct_threshold_counts_different_values_not_events() -> None:
+    """threshold.distinct: five failures of one user stay quiet; three users within the window
+    fire at the third; a third user outside the window does not; nulls do not count."""
+    from datetime import UTC, datetime, timedelta
+
+    from trailhouse.alerting.rules import Rule, Threshold
+
+    rule = Rule(id="t.spray", title="spray", severity="low", builtin=False,
+                condition="event_name = 'ConsoleLogin' AND error_message = 'Failed authentication'",
+                threshold=Threshold(count=3, window_minutes=10, group_by=["source_ip_address"], distinct="user_name"))
+    t0 = datetime(2026, 11, 20, 12, tzinfo=UTC)
+
+    def fail(i: int, minutes: int, user: str | None, ip: str = "203.0.113.9") -> dict:
+        return {**rules.BASE_RECORD, "eventID": f"e{i}", "eventName": "ConsoleLogin",
+               "errorMessage": "Failed authentication", "sourceIPAddress": ip,
+               "eventTime": (t0 + timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+               "userIdentity": {"type": "IAMUser", "accountId": "111122223333", **({"userName": user} if user else {})}}
+
+    def fired(recs: list[dict]) -> list[str]:
+        con = rules.connect(rules.records_table(recs))
+        ev = rules.evaluate(con, [rule])
+        con.close()
+        return sorted(m.event["event_id"] for m in ev.matches)
+
+    assert fired([fail(i, i, "alice") for i in range(5)]) == []
+    assert fired([fail(0, 0, "alice"), fail(1, 1, None), fail(2, 2, "bob"), fail(3, 3, "alice"), fail(4, 4, "carol")]) == ["e4"]
+    assert fired([fail(0, 0, "alice"), fail(1, 1, "bob"), fail(2, 30, "carol")]) == []
+    assert fired([fail(0, 0, "alice"), fail(1, 1, "bob"), fail(2, 2, "carol", ip="198.51.100.7")]) == []
+    with pytest.raises(ValueError, match="distinct"):  # a group counts one value of its own column
+        Rule(id="t.bad", title="bad", severity="low", condition="TRUE", builtin=False,
+             threshold=Threshold(count=3, window_minutes=10, group_by=["user_name"], distinct="user_name"))
