@@ -18,6 +18,8 @@ SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
 # --- status words in the app database ------------------------------------------------------
 # ledger.status of one S3 object
 LOADED, QUARANTINED, RECORDED = "loaded", "quarantined", "recorded"
+# alerts.status, in the order an alert moves through them
+ALERT_STATUSES = ("open", "acknowledged", "resolved")
 # alerts.status
 OPEN, ACKNOWLEDGED, RESOLVED = "open", "acknowledged", "resolved"
 ALERT_STATUSES = (OPEN, ACKNOWLEDGED, RESOLVED)

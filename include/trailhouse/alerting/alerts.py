@@ -10,10 +10,10 @@ import sqlalchemy as sa
 
 from trailhouse.alerting.roles import Actor, Forbidden
 from trailhouse.alerting.rules import Match
-from trailhouse.common import chunks
+from trailhouse.common import ALERT_STATUSES, chunks
 from trailhouse.db import appdb
 
-STATUSES = ("open", "acknowledged", "resolved")
+STATUSES = ALERT_STATUSES
 _LAST = datetime.max.replace(tzinfo=UTC)  # sorts events without a time last
 
 

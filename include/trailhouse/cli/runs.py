@@ -28,9 +28,12 @@ def register(sub: Any) -> None:
     bf.add_argument("--json", action="store_true")
     bf.set_defaults(func=cmd_backfill)
 
-    st = sub.add_parser("status", help="a MAV's recent runs, their figures and the delivery-to-load lag")
+    st = sub.add_parser("status", help="a MAV's recent runs, their figures, the delivery-to-load lag and a verdict "
+                                       "(exit 1 when the latest run failed or none started lately)")
     st.add_argument("name")
     st.add_argument("--runs", type=int, default=10)
+    st.add_argument("--stale-after", type=float, default=3.0, metavar="HOURS",
+                    help="the MAV is stale when its latest run started longer ago than this (default 3)")
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=cmd_status)
 
@@ -105,11 +108,14 @@ def cmd_status(args: argparse.Namespace) -> int:
         quarantined = conn.execute(sa.select(sa.func.count()).where(
             led.c.mav == mav.name, led.c.status == "quarantined")).scalar()
         pending = conn.execute(sa.select(sa.func.count()).where(led.c.mav == mav.name, led.c.status == "pending")).scalar()
+    state, verdict = _verdict(runs, args.stale_after)
+    code = 0 if state == "healthy" else 1
     if args.json:
         problems = appdb.latest_rule_problems(eng, mav=mav.name, run_ids=[r["run_id"] for r in runs], limit=1000)
-        print(json.dumps({"mav": mav.name, "runs": runs, "lag": lag, "quarantined_total": quarantined,
-                          "pending_total": pending, "rule_problems": problems}, default=str))
-        return 0
+        print(json.dumps({"mav": mav.name, "state": state, "verdict": verdict, "runs": runs, "lag": lag,
+                          "quarantined_total": quarantined, "pending_total": pending, "rule_problems": problems},
+                         default=str))
+        return code
     cols = ["run_id", "status", "objects_found", "objects_loaded", "objects_quarantined", "events_loaded",
             "duplicates_dropped", "list_calls", "get_calls", "bytes"]
     output.print_rows(cols + ["seconds"], [tuple(r[c] for c in cols) + (output.run_seconds(r),) for r in runs])
@@ -122,7 +128,28 @@ def cmd_status(args: argparse.Namespace) -> int:
     problems = appdb.latest_rule_problems(eng, mav=mav.name, run_ids=[r["run_id"] for r in runs], limit=20)
     for p in problems:
         print(f"rule problem in {p['run_id']}: {p['rule_id']} ({p['kind']}): {p['detail']}")
-    return 0
+    print(f"{state}: {verdict}")
+    return code
+
+
+def _verdict(runs: list[dict[str, Any]], stale_after_hours: float) -> tuple[str, str]:
+    """('healthy' | 'failing' | 'stale', why) from the MAV's latest runs, newest first."""
+    if not runs:
+        return "stale", "no run yet: trailhouse run NAME, or start the scheduler (trailhouse serve)"
+    latest = runs[0]
+    started = latest.get("started_at")
+    if started is not None and started.tzinfo is None:
+        started = started.replace(tzinfo=UTC)  # SQLite gives naive UTC
+    age = datetime.now(UTC) - started if started else None
+    ago = f"{timedelta(seconds=int(age.total_seconds()))} ago" if age is not None else "at an unknown time"
+    if latest.get("status") == "failed":
+        return "failing", f"the latest run {latest['run_id']} ({ago}) failed: {latest.get('message') or 'see its task logs'}"
+    if age is None or age > timedelta(hours=stale_after_hours):
+        return "stale", (f"the latest run {latest['run_id']} started {ago}, more than {stale_after_hours:g} h: "
+                         "is the scheduler running (and the DAG unpaused)?")
+    if latest.get("status") != "success":
+        return "healthy", f"the latest run {latest['run_id']} started {ago} and is {latest.get('status')}"
+    return "healthy", f"the latest run {latest['run_id']} succeeded, started {ago}"
 
 
 def cmd_integrity(args: argparse.Namespace) -> int:
