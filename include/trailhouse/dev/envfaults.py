@@ -37,7 +37,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from trailhouse.dev.faultsuite import Snapshot, _env
+from trailhouse.dev import faultsuite
+from trailhouse.dev.faultsuite import Snapshot, env_overrides
 
 BUCKET = "trailhouse-env-faults"
 END_DAY = date(2026, 11, 20)
@@ -192,29 +193,14 @@ class EnvLab:
         return runs.run_mav(Deployment(), name, quiet=True, at=at)
 
     def snapshot(self) -> Snapshot:
-        import sqlalchemy as sa
-
-        from trailhouse.db import appdb
         from trailhouse.deployment import Deployment
 
-        dep = Deployment()
-        ids = [r[0] for r in dep.warehouse.duckdb().execute("SELECT event_id FROM cloudtrail_events").fetchall()]
-        with dep.engine.connect() as conn:
-            a = appdb.alerts.c
-            alerts = {(rule, dedup, n) for rule, dedup, n in conn.execute(sa.select(a.rule_id, a.dedup_hash, a.count))}
-        return Snapshot(ids, alerts)
+        return faultsuite.snapshot(Deployment())
 
 
 def compare(base: Snapshot, got: Snapshot) -> dict[str, int]:
-    base_ids, ids = set(base.event_ids), set(got.event_ids)
-    base_alerts = {(rule, key): n for rule, key, n in base.alerts}
-    alerts = {(rule, key): n for rule, key, n in got.alerts}
-    return {
-        "events_lost": len(base_ids - ids),
-        "events_duplicated": len(got.event_ids) - len(ids) + len(ids - base_ids),
-        "alerts_lost": sum(1 for k in base_alerts if k not in alerts),
-        "alerts_duplicated": sum(1 for k, n in alerts.items() if k not in base_alerts or n > base_alerts[k]),
-    }
+    """The kill suite's comparison, events and alerts only (these scenarios send no mail)."""
+    return {k: v for k, v in faultsuite.compare(base, got, [], []).items() if k.startswith(("events", "alerts"))}
 
 
 def _reason(result: dict[str, Any]) -> str:
@@ -238,7 +224,7 @@ def run_suite(workdir: Path, *, pg_admin_url: str = PG_ADMIN_URL, scenarios: tup
         # key-rotated's first run sees the bucket before the late file; every other run after it.
         rotated_env = scenario_env("key-rotated")
         if "key-rotated" in scenarios:
-            with _env(rotated_env):
+            with env_overrides(rotated_env):
                 lab.store_mav("rotated", lab.reader)
                 first = lab.run("rotated", AT)
                 assert not first["failed_tasks"], f"key-rotated: the run before the rotation failed: {_reason(first)}"
@@ -246,7 +232,7 @@ def run_suite(workdir: Path, *, pg_admin_url: str = PG_ADMIN_URL, scenarios: tup
         old_key = lab.rotate_reader_key()
 
         t0 = time.monotonic()
-        with _env(scenario_env("baseline")):
+        with env_overrides(scenario_env("baseline")):
             lab.store_mav("baseline", lab.reader)
             result = lab.run("baseline", AT)
             assert not result["failed_tasks"], f"the fault-free run failed: {_reason(result)}"
@@ -266,7 +252,7 @@ def run_suite(workdir: Path, *, pg_admin_url: str = PG_ADMIN_URL, scenarios: tup
                 env = scenario_env(name, mount / "warehouse")
             elif name != "key-rotated":
                 env = scenario_env(name)
-            with _env(env):
+            with env_overrides(env):
                 mav = name.replace("-", "_")[:30]
                 if name == "s3-403-midway":
                     lab.store_mav(mav, lab.reader, via_proxy=True)
@@ -284,11 +270,11 @@ def run_suite(workdir: Path, *, pg_admin_url: str = PG_ADMIN_URL, scenarios: tup
                     csv_path.unlink()
                 elif name == "app-db-dropped":
                     lab.store_mav(mav, lab.reader)
-                    with _env({"TRAILHOUSE_FAULT": "commit.after_delta_commit:drop-db"}):
+                    with env_overrides({"TRAILHOUSE_FAULT": "commit.after_delta_commit:drop-db"}):
                         faulted = lab.run(mav, at)
                 else:
                     lab.store_mav(mav, lab.reader)
-                    with _env({"TRAILHOUSE_FAULT": "commit.before_delta_commit:fill-disk"}):
+                    with env_overrides({"TRAILHOUSE_FAULT": "commit.before_delta_commit:fill-disk"}):
                         faulted = lab.run(mav, at)
                     (Path(env["TRAILHOUSE_WAREHOUSE"]) / ".fill-disk").unlink(missing_ok=True)
                 retry = lab.run(mav, at + timedelta(minutes=1))

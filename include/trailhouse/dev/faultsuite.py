@@ -56,7 +56,8 @@ class Outcome:
 
 
 @contextmanager
-def _env(values: dict[str, str]) -> Iterator[None]:
+def env_overrides(values: dict[str, str]) -> Iterator[None]:
+    """These environment variables set for the block, the old values back afterwards."""
     old = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
     try:
@@ -123,21 +124,28 @@ class Lab:
         return proc.returncode
 
     def snapshot(self, scenario: str) -> Snapshot:
-        import sqlalchemy as sa
 
-        from trailhouse.db import appdb
         from trailhouse.deployment import Deployment
 
-        with _env(self.env(scenario)):
+        with env_overrides(self.env(scenario)):
             dep = Deployment()  # the scenario's own home
-            ids = [r[0] for r in dep.warehouse.duckdb().execute("SELECT event_id FROM cloudtrail_events").fetchall()]
-            eng = dep.engine
-            with eng.connect() as conn:
-                a = appdb.alerts.c
-                # Row.count is tuple.count: the column must be selected by name.
-                alerts = {(rule, dedup, n) for rule, dedup, n in conn.execute(sa.select(a.rule_id, a.dedup_hash, a.count))}
-            eng.dispose()
-        return Snapshot(ids, alerts)
+            got = snapshot(dep)
+            dep.engine.dispose()
+        return got
+
+
+def snapshot(dep: Any) -> Snapshot:
+    """The event ids in the deployment's warehouse and its alerts (rule, dedup hash, count)."""
+    import sqlalchemy as sa
+
+    from trailhouse.db import appdb
+
+    ids = [r[0] for r in dep.warehouse.duckdb().execute("SELECT event_id FROM cloudtrail_events").fetchall()]
+    with dep.engine.connect() as conn:
+        a = appdb.alerts.c
+        # Row.count is tuple.count: the column must be selected by name.
+        alerts = {(rule, dedup, n) for rule, dedup, n in conn.execute(sa.select(a.rule_id, a.dedup_hash, a.count))}
+    return Snapshot(ids, alerts)
 
 
 def compare(base: Snapshot, got: Snapshot, base_msgs: list[tuple[str, str]], msgs: list[tuple[str, str]]) -> dict[str, int]:
@@ -211,7 +219,7 @@ def _expire_leases(lab: Lab, scenario: str) -> None:
     from trailhouse.db import appdb
     from trailhouse.deployment import Deployment
 
-    with _env(lab.env(scenario)):
+    with env_overrides(lab.env(scenario)):
         eng = Deployment().engine
         with eng.begin() as conn:
             conn.execute(appdb.notifications.update().where(appdb.notifications.c.status == "pending")
@@ -281,7 +289,7 @@ def run_inputs(workdir: Path, say: Any = print) -> InputRun:
         lab.setup(port)
         t0 = time.monotonic()
         rc = lab.run("inputs", AT)
-    with _env(lab.env("inputs")):
+    with env_overrides(lab.env("inputs")):
         dep = Deployment()
         led = appdb.ledger.c
         with dep.engine.connect() as conn:

@@ -13,7 +13,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from trailhouse.dev.hostile import bomb, hostile_files
+from trailhouse.dev.hostile import bomb, hostile_files, record
 from trailhouse.ingest import records, transform
 from trailhouse.ingest.source import LocalSource, ObjectInfo
 from trailhouse.warehouse.table import FILE_SCHEMA, read_files
@@ -65,19 +65,8 @@ def envelope(*recs: dict[str, Any]) -> bytes:
 
 
 def event(event_id: str, event_time: str | None, **fields: Any) -> dict[str, Any]:
-    rec: dict[str, Any] = {
-        "eventVersion": "1.09",
-        "userIdentity": {"type": "IAMUser", "arn": f"arn:aws:iam::{ACCOUNT}:user/alice", "accountId": ACCOUNT},
-        "eventSource": "s3.amazonaws.com",
-        "eventName": "GetObject",
-        "awsRegion": "us-east-1",
-        "eventID": event_id,
-        "requestParameters": {"bucketName": "b", "key": "k"},
-        **fields,
-    }
-    if event_time is not None:
-        rec["eventTime"] = event_time
-    return rec
+    """An IAM user's GetObject in ACCOUNT (the hostile-file suite's record)."""
+    return record(event_id, event_time, **fields)
 
 
 def digest_file() -> bytes:
