@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import re
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -49,6 +50,21 @@ class Threshold(BaseModel):
     distinct: str | None = None
 
 
+class NewTerm(BaseModel):
+    """Fire on the first sighting of a combination of `fields` values among the events that
+    match the condition (a principal's first CreateAccessKey, an account's first event in a
+    region), once the rule's baseline has been learning for `learning_days`: every sighting
+    before that only teaches it. The first and last sighting of each combination is kept per
+    MAV in the app database (alerting.baselines), updated from each run's events alone.
+    """
+    model_config = ConfigDict(extra="forbid")
+    fields: list[str] = Field(min_length=1, max_length=4)
+    learning_days: int = Field(default=14, ge=0, le=3650)
+
+
+# A new_term alert is one per combination for good: its dedup period is a century.
+FOREVER_MINUTES = 100 * 365 * 24 * 60
+
 # One alert per rule, account and principal per UTC day unless a rule says otherwise: what a
 # person reads is "who did this, where, today" with the exact event count, not one alert
 # per event. A rule for which every event is news sets a shorter period.
@@ -84,6 +100,9 @@ class Example(BaseModel):
     delete: list[str] = Field(default_factory=list)  # dotted paths removed from the base record
     # dotted path -> values: the i-th repeat sets the path to values[i % len(values)]
     vary: dict[str, list[Any]] = Field(default_factory=dict)
+    # new_term rules: events (overrides of BASE_RECORD) the baseline saw a day before this
+    # example's, one baseline that has long finished learning
+    seen: list[dict[str, Any]] = Field(default_factory=list)
 
     @field_validator("vary")
     @classmethod
@@ -133,6 +152,7 @@ class Rule(BaseModel):
     runbook: str = ""  # what to check next when it fires
     condition: str
     threshold: Threshold | None = None
+    new_term: NewTerm | None = None
     dedup: Dedup = Field(default_factory=Dedup)
     exclusions: Exclusions = Field(default_factory=Exclusions)
     enabled: bool = True
@@ -151,6 +171,16 @@ class Rule(BaseModel):
 
     @model_validator(mode="after")
     def _fields(self) -> Rule:
+        nt = self.new_term
+        if nt is not None:
+            if self.threshold is not None:
+                raise ValueError("a rule is a threshold rule or a new_term rule, not both")
+            unknown = [f for f in nt.fields if f not in COLUMN_NAMES]
+            if unknown or len(set(nt.fields)) != len(nt.fields):
+                raise ValueError(f"new_term.fields: {', '.join(map(repr, unknown)) or 'a repeated field'}: the fields "
+                                 "must be different columns of cloudtrail_events (or principal, event_name_base)")
+            if "dedup" not in self.model_fields_set:  # one alert per new combination, ever
+                self.dedup = Dedup(fields=list(nt.fields), period_minutes=FOREVER_MINUTES)
         for name in [*self.dedup.fields, *(self.threshold.group_by if self.threshold else [])]:
             if name not in COLUMN_NAMES:
                 raise ValueError(f"unknown column {name!r} in dedup/group_by")
@@ -159,6 +189,16 @@ class Rule(BaseModel):
             raise ValueError(f"threshold.distinct: {t.distinct!r} must be a column of cloudtrail_events "
                              "that is not one of group_by (it counts that column's different values per group)")
         return self
+
+    @property
+    def baseline_id(self) -> str | None:
+        """Which baseline a new_term rule reads and feeds: its id and a digest of what decides its
+        sightings (condition, scope, exclusions, fields). An edit starts a new baseline (that
+        learns again) rather than judging by sightings the old condition picked."""
+        if self.new_term is None:
+            return None
+        spec = json.dumps([rule_predicate(self), self.new_term.fields])
+        return f"{self.id}:{hashlib.sha256(spec.encode()).hexdigest()[:12]}"
 
     @property
     def max_lookback(self) -> timedelta:
@@ -336,11 +376,50 @@ class Evaluation:
     """
     matches: list[Match] = field(default_factory=list)
     problems: dict[str, Problem] = field(default_factory=dict)
+    # {baseline id: this evaluation's sightings of a new_term rule}: one row per combination of
+    # its fields (`_key`), with first_seen, first_event_id and last_seen, for Baselines.record.
+    sightings: dict[str, Any] = field(default_factory=dict)
 
     @property
     def errors(self) -> dict[str, str]:
         """{rule id: why} of the rules that were skipped (no matches from them)."""
         return {k: p.detail for k, p in self.problems.items() if p.kind in SKIPPED}
+
+
+class Baselines(Protocol):
+    """Where new_term rules' sightings are kept (alerting.baselines.Store: the app database, per
+    MAV; MemoryBaselines: the examples and backtests)."""
+
+    def known(self, baseline: str, keys: list[str]) -> tuple[dict[str, tuple[datetime, str]], datetime | None]:
+        """{key: (first_seen, first_event_id)} of the `keys` the baseline holds, and its earliest sighting."""
+        ...
+
+
+@dataclass
+class MemoryBaselines:
+    """Baselines held in memory: {baseline id: {key: (first_seen, first_event_id)}}; `since`:
+    when every baseline began, if before its first sighting (examples: long finished learning)."""
+    seen: dict[str, dict[str, tuple[datetime, str]]] = field(default_factory=dict)
+    since: datetime | None = None
+
+    def known(self, baseline: str, keys: list[str]) -> tuple[dict[str, tuple[datetime, str]], datetime | None]:
+        held = self.seen.get(baseline, {})
+        first = min([t for t, _ in held.values()] + ([self.since] if self.since else []), default=None)
+        return {k: held[k] for k in keys if k in held}, first
+
+    def record(self, sightings: dict[str, Any]) -> None:
+        for baseline, table in sightings.items():
+            held = self.seen.setdefault(baseline, {})
+            for row in table.to_pylist():
+                old = held.get(row["_key"])
+                if old is None or row["first_seen"] < old[0]:
+                    held[row["_key"]] = (row["first_seen"], row["first_event_id"])
+
+
+NO_BASELINES = MemoryBaselines()
+
+# The key of a new_term combination: its fields' values as text, joined by the ASCII unit separator.
+KEY_SEPARATOR = "\x1f"
 
 
 def _like_any(column: str, patterns: Sequence[str]) -> str:
@@ -377,7 +456,8 @@ def columns_needed(rules: Iterable[Rule]) -> list[str]:
     words = {"event_source", "event_time", *ALERT_FIELDS}
     for rule in rules:
         words |= set(_WORD.findall(rule_predicate(rule).lower()))
-        words |= {*rule.dedup.fields, *(rule.threshold.group_by if rule.threshold else ())}
+        words |= {*rule.dedup.fields, *(rule.threshold.group_by if rule.threshold else ()),
+                  *(rule.new_term.fields if rule.new_term else ())}
         if rule.threshold and rule.threshold.distinct:
             words.add(rule.threshold.distinct)
     for name, sources in _DERIVED_FROM.items():
@@ -566,9 +646,10 @@ def _string_constant(node: Any) -> str | None:
     return None
 
 
-def evaluate(con: RuleConnection, rules: Iterable[Rule], limits: Limits = DEFAULT_LIMITS) -> Evaluation:
-    """Run every rule over `events` (threshold rules count `history` too); one Match per row,
-    each rule's in (event_time, event_id) order.
+def evaluate(con: RuleConnection, rules: Iterable[Rule], limits: Limits = DEFAULT_LIMITS,
+             baselines: Baselines = NO_BASELINES) -> Evaluation:
+    """Run every rule over `events` (threshold rules count `history` too, new_term rules look
+    their sightings up in `baselines`); one Match per row, each rule's in (event_time, event_id) order.
 
     A rule's query reads only the events of the sources its condition can match (see
     rule_sources) and returns row numbers; the alert fields are computed once, for the union
@@ -598,7 +679,11 @@ def evaluate(con: RuleConnection, rules: Iterable[Rule], limits: Limits = DEFAUL
             deadline = _Deadline(limits.time_budget, (con.con, aux))
             try:
                 with deadline:
-                    rows = _matched_rows(con, aux, rule, predicate, sources, cap)
+                    if rule.new_term is None:
+                        rows = _matched_rows(con, aux, rule, predicate, sources, cap)
+                    else:
+                        rows, seen = _new_terms(con, aux, rule, predicate, sources, baselines, cap)
+                        out.sightings[str(rule.baseline_id)] = seen
             except Exception as exc:  # one broken rule must not hide the others' alerts
                 if deadline.expired:
                     out.problems[rule.id] = Problem(rule.id, TIMEOUT, (
@@ -671,6 +756,51 @@ def _matched_rows(con: RuleConnection, aux: Any, rule: Rule, predicate: str, sou
         con.sql(f"SELECT _row FROM {con.relation(k, sources)} WHERE {predicate}").to_arrow_table().column(0))
         for k in ("events", "history"))
     return _crossed(aux, rule.threshold, new, old, cap)
+
+
+def _new_terms(con: RuleConnection, aux: Any, rule: Rule, predicate: str, sources: frozenset[str] | None,
+               baselines: Baselines, cap: int | None) -> tuple[list[int], Any]:
+    """The `_row` of each first sighting in `events` of a combination of the rule's fields that
+    is new, and the sightings themselves (to be recorded after the alerts are stored).
+
+    New: the baseline holds no earlier sighting of it (a late file that brings an older one
+    moves the first sighting back and fires for it only if that was new then), or holds this
+    very event (a re-run after a crash between recording and marking the run evaluated), and
+    it comes at least `learning_days` after the baseline's first sighting of anything.
+    """
+    import pyarrow as pa
+
+    assert rule.new_term is not None
+    fields = rule.new_term.fields
+    key = "concat_ws(chr(31), " + ", ".join(f"CAST({f} AS VARCHAR)" for f in fields) + ")"
+    order = "struct_pack(t := event_time, i := event_id)"
+    seen = con.sql(f"""
+        SELECT {key} AS _key, min(event_time) AS first_seen, arg_min(event_id, {order}) AS first_event_id,
+               max(event_time) AS last_seen, arg_min(_row, {order}) AS _row
+        FROM {con.relation('events', sources)}
+        WHERE ({predicate}) AND event_time IS NOT NULL AND {' AND '.join(f'{f} IS NOT NULL' for f in fields)}
+        GROUP BY ALL""").to_arrow_table()
+    if seen.num_rows == 0:
+        return [], seen.drop_columns(["_row"])
+    held, start = baselines.known(str(rule.baseline_id), seen.column("_key").to_pylist())
+    batch_start = min(seen.column("first_seen").to_pylist())
+    learned = (batch_start if start is None else min(start, batch_start)) + timedelta(days=rule.new_term.learning_days)
+    known = pa.table({"_key": list(held), "k_first": [t for t, _ in held.values()],
+                      "k_id": [i for _, i in held.values()]},
+                     schema=pa.schema([("_key", pa.string()), ("k_first", pa.timestamp("us", "UTC")), ("k_id", pa.string())]))
+    aux.register("_seen", seen)
+    aux.register("_known", known)
+    limit = "" if cap is None else f" LIMIT {cap + 1}"
+    try:
+        rows = aux.execute(f"""
+            SELECT s._row FROM _seen s LEFT JOIN _known k USING (_key)
+            WHERE (k.k_first IS NULL OR k.k_first > s.first_seen OR k.k_id = s.first_event_id)
+              AND s.first_seen >= $learned
+            ORDER BY s.first_seen, s.first_event_id{limit}""", {"learned": learned}).fetchall()
+    finally:
+        aux.unregister("_seen")
+        aux.unregister("_known")
+    return [r for (r,) in rows], seen.drop_columns(["_row"])
 
 
 def _distinct(t: Threshold) -> tuple[str, ...]:
@@ -911,6 +1041,25 @@ class ExampleResult:
         return not self.error and self.expected == self.fired
 
 
+def _example_baselines(rule: Rule, example: Example) -> MemoryBaselines:
+    """The baseline a new_term rule's example runs against: learning long finished, holding the
+    example's `seen` events (recorded through the rule, so only those its condition picks)."""
+    store = MemoryBaselines(since=datetime(2000, 1, 1, tzinfo=UTC))
+    if rule.new_term is None or not example.seen:
+        return store
+    recs = [rec for n, over in enumerate(example.seen)
+            for rec in example_records(Example(name=f"seen {n}", event=over), f"{rule.id}/{example.name}/seen/{n}")]
+    for rec in recs:
+        when = datetime.fromisoformat(str(rec["eventTime"]).replace("Z", "+00:00")) - timedelta(days=1)
+        rec["eventTime"] = when.strftime("%Y-%m-%dT%H:%M:%SZ")
+    con = connect(records_table(recs))
+    try:
+        store.record(evaluate(con, [rule], baselines=store).sightings)
+    finally:
+        con.close()
+    return store
+
+
 def test_rule(rule: Rule) -> list[ExampleResult]:
     """Run a rule against its own positive and negative examples with the production engine."""
     return test_rules([rule])
@@ -934,7 +1083,7 @@ def test_rules(rules: Sequence[Rule]) -> list[ExampleResult]:
     seen: set[Any] = set()
     for i, (rule, _, _, recs) in enumerate(cases):
         ids = {r.get("eventID") for r in recs}
-        if rule.threshold is None and None not in ids and len(ids) == len(recs) and not ids & seen:
+        if rule.threshold is None and rule.new_term is None and None not in ids and len(ids) == len(recs) and not ids & seen:
             shared.append(i)
             seen |= ids
     results: dict[int, ExampleResult] = {}
@@ -950,8 +1099,9 @@ def test_rules(rules: Sequence[Rule]) -> list[ExampleResult]:
                 results[i] = ExampleResult(rule.id, ex.name, expected, hit)
     for i, (rule, expected, ex, recs) in enumerate(cases):
         if i not in results:
+            store = _example_baselines(rule, ex)
             con = connect(records_table(recs))
-            ev = evaluate(con, [rule])
+            ev = evaluate(con, [rule], baselines=store)
             con.close()
             results[i] = ExampleResult(rule.id, ex.name, expected, bool(ev.matches), ev.errors.get(rule.id, ""))
     return [results[i] for i in range(len(cases))]

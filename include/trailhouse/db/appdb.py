@@ -282,6 +282,9 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
+utc = _utc  # for the modules that read this database's times
+
+
 def last_scan(eng: sa.Engine, mav: str) -> tuple[str, datetime] | None:
     """(scope, scanned_at) of the MAV's last full discovery scan, or None."""
     with eng.connect() as conn:
@@ -525,3 +528,23 @@ def latest_rule_problems(eng: sa.Engine, *, rule_id: str | None = None, mav: str
         q = q.where(rp.c.run_id.in_(list(run_ids)))
     with eng.connect() as conn:
         return [{**r, "recorded_at": _utc(r["recorded_at"])} for r in conn.execute(q).mappings()]
+
+
+# --- baselines of new_term rules (migration 0011) ----------------------------------------------
+
+# Per MAV and baseline (a new_term rule's id and a digest of its condition and fields: see
+# alerting.rules.Rule.baseline_id), the first and last sighting of each combination of the
+# rule's field values among the events its condition picks. Updated from each run's events
+# alone (alerting.baselines.Store.record), never by reading the history.
+baselines = sa.Table(
+    "baselines",
+    metadata,
+    sa.Column("baseline", sa.String(160), primary_key=True),
+    sa.Column("mav", sa.String(128), primary_key=True),
+    # the fields' values as text, joined by U+001F (alerting.rules.KEY_SEPARATOR)
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("first_seen", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("first_event_id", sa.String(128), nullable=False),
+    sa.Column("last_seen", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_baselines_first_seen", "baseline", "mav", "first_seen"),
+)

@@ -322,7 +322,7 @@ def evaluate_step(dep: Deployment, mav: Mav, run_id: str) -> dict[str, Any]:
     TRAILHOUSE_RULE_MAX_MATCHES); a rule stopped, failed, refused or cut short is a problem
     recorded on the run (and shown to its owner), and the other rules' alerts are stored.
     """
-    from trailhouse.alerting import alerts, rulebook, rules
+    from trailhouse.alerting import alerts, baselines, rulebook, rules
 
     eng = dep.engine
     enabled = rulebook.all_rules(eng, enabled_only=True)
@@ -333,13 +333,17 @@ def evaluate_step(dep: Deployment, mav: Mav, run_id: str) -> dict[str, Any]:
         return {"events": 0, "matches": 0, "new_alerts": [], "rule_errors": {}, "rule_problems": []}
     lookback = max((r.max_lookback for r in enabled), default=None)
     con = rules.connect(events, history_for(dep, events, lookback))
+    store = baselines.Store(eng, mav.name)
     try:
-        result = rules.evaluate(con, enabled, rules.Limits.of(dep.settings))
+        result = rules.evaluate(con, enabled, rules.Limits.of(dep.settings), store)
     finally:
         con.close()
     # Backfill runs record their alerts; whether they notify is the MAV's choice.
     notify = mav.notify_backfill or not run_id.startswith("backfill__")
     new = alerts.store(eng, result.matches, mav=mav.name, run_id=run_id, notify=notify)
+    # After the alerts: a crash in between finds the same sightings new again, and the alerts'
+    # dedup keeps them once (see rules._new_terms).
+    store.record(result.sightings)
     problems = [{"rule_id": p.rule_id, "kind": p.kind, "detail": p.detail, "owner": p.owner}
                 for p in result.problems.values()]
     appdb.record_rule_problems(eng, mav.name, run_id, problems)
